@@ -1,0 +1,63 @@
+"""Headline numbers of a chapter: glued into its prose AND written to ``_build/results/<chapter>.json``.
+
+``res = Results(chapter); res.glue("eps", 0.1); ...; res.save()`` — one call records a
+number for both, so the prose and the JSON can never disagree.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .runtime import results_dir, save_json
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Results:
+    def __init__(self, chapter: str):
+        self.chapter = chapter
+        self.values: dict[str, Any] = {}
+
+    def glue(self, key: str, value: Any, display: bool = False) -> Any:
+        """Record ``value`` under ``key`` and glue it for the book (nested dicts are glued per leaf)."""
+        value = _plain(value)
+        self.values[key] = value
+        self._glue(key, value, display)
+        return value
+
+    def _glue(self, key: str, value: Any, display: bool) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self._glue(f"{key}.{k}", v, display)
+            return
+        try:
+            from myst_nb import glue
+        except ImportError:  # outside the book toolchain (e.g. a bare Colab runtime): nothing to glue into
+            return
+        glue(key, value, display=display)
+
+    @property
+    def path(self) -> Path:
+        return results_dir() / f"{self.chapter}.json"
+
+    def save(self) -> Path:
+        return save_json(self.values, self.path)
+
+
+def load_results(chapter: str) -> dict:
+    path = results_dir() / f"{chapter}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results for {chapter}: run `python -m robustbook run {chapter}` first ({path})")
+    return json.loads(path.read_text())

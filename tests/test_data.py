@@ -1,0 +1,70 @@
+import socket
+import time
+
+import pytest
+import torch
+
+from robustbook.data import DataNotAvailable, load_blobs, load_dataset, subset
+
+
+def test_digits_split_is_fixed_stratified_and_in_the_box(digits):
+    assert digits.sizes() == {"train": 1077, "val": 180, "test": 540}
+    assert digits.x_train.shape[1:] == (1, 8, 8) and digits.num_classes == 10
+    for split in ("train", "val", "test"):
+        x, y = digits.split(split)
+        assert x.dtype == torch.float32 and y.dtype == torch.long
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+        counts = torch.bincount(y, minlength=10).float() / len(y)
+        assert counts.min() > 0.08 and counts.max() < 0.12        # stratified: about 10% per class
+    again = load_dataset("digits")
+    assert torch.equal(again.x_test, digits.x_test) and torch.equal(again.y_train, digits.y_train)
+
+
+def test_digits_splits_are_disjoint_and_cover_the_data(digits):
+    from sklearn.datasets import load_digits as sk
+
+    idx = {k: set(v.tolist()) for k, v in digits.indices.items()}
+    assert not idx["train"] & idx["val"] and not idx["train"] & idx["test"] and not idx["val"] & idx["test"]
+    assert idx["train"] | idx["val"] | idx["test"] == set(range(1797))
+    raw = sk().data / 16.0
+    assert torch.allclose(digits.x_test.flatten(1), torch.tensor(raw[digits.indices["test"]], dtype=torch.float32))
+
+
+def test_blobs_counts_seeds_and_box():
+    data = load_blobs(means=[(0.2, 0.2), (0.8, 0.8), (0.5, 0.9)], stds=[(0.05, 0.05)] * 3, counts=[30, 20, 5], seed=3)
+    assert torch.equal(torch.bincount(data.y_train), torch.tensor([30, 20, 5]))
+    assert data.x_train.shape == (55, 2) and float(data.x_train.min()) >= 0 and float(data.x_train.max()) <= 1
+    assert not torch.equal(data.x_train, data.x_test)
+    assert torch.equal(load_blobs(means=[(0.2, 0.2)], stds=[(0.1, 0.1)], counts=[4], seed=1).x_train,
+                       load_blobs(means=[(0.2, 0.2)], stds=[(0.1, 0.1)], counts=[4], seed=1).x_train)
+    with pytest.raises(ValueError, match="same classes"):
+        load_blobs(means=[(0, 0)], stds=[(1, 1)], counts=[1, 2])
+
+
+def test_unknown_dataset_lists_choices():
+    with pytest.raises(ValueError, match="valid choices: blobs, digits, mnist, cifar10, cifar100"):
+        load_dataset("imagenet")
+
+
+@pytest.mark.parametrize("name, folder, file", [
+    ("cifar10", "cifar-10-batches-py", "data_batch_1"),
+    ("cifar100", "cifar-100-python", "train"),
+    ("mnist", "MNIST/raw", "train-images-idx3-ubyte"),
+])
+def test_missing_download_fails_fast_naming_folder_and_files(tmp_path, name, folder, file):
+    start = time.perf_counter()
+    with pytest.raises(DataNotAvailable) as err:
+        load_dataset(name, root=tmp_path, timeout=5.0)     # download attempted: no internet here
+    elapsed = time.perf_counter() - start
+    message = str(err.value)
+    assert str(tmp_path / folder) in message and file in message
+    assert elapsed < 30, f"took {elapsed:.1f} s"
+    with pytest.raises(DataNotAvailable, match="Put these files into"):
+        load_dataset(name, root=tmp_path, download=False)
+
+
+def test_subset_is_deterministic(digits):
+    a = subset(digits.x_test, digits.y_test, 50, seed=1)
+    b = subset(digits.x_test, digits.y_test, 50, seed=1)
+    assert torch.equal(a[0], b[0]) and len(a[1]) == 50
+    assert subset(digits.x_test, digits.y_test, None)[0] is digits.x_test
