@@ -106,6 +106,11 @@ def write_status_page() -> Path:
         lines += ["", f"## {chapter.title}", "", "| result | value |", "|---|---|"]
         for key, value in json.loads(path.read_text()).items():
             lines.append(f"| `{key}` | {_fmt(value)} |")
+        claims_path = path.with_suffix(".claims.json")
+        claims = json.loads(claims_path.read_text()) if claims_path.is_file() else []
+        if claims:
+            lines += ["", "| expected | measured | holds |", "|---|---|---|"]
+            lines += [f"| {c['claim']} | {c['measured']} | {'yes' if c['holds'] else '**no**'} |" for c in claims]
     lines += ["", f"Python {sys.version.split()[0]}; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     path = project_root() / "book" / "status.md"
     atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines)))

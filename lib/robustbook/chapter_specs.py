@@ -53,3 +53,85 @@ register(Chapter(
     check=_eps_in_grid,
     budget_seconds=120,
 ))
+
+
+def _robustbench_names(dataset: str) -> set[str]:
+    from .models import _import_robustbench
+
+    _import_robustbench()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    return set(model_dicts[BenchmarkDataset(dataset)][ThreatModel("Linf")])
+
+
+def _check_margin_models(p: dict) -> None:
+    from .consistency import ZOO_NAMES
+
+    unknown = [m for m in p["models"] if m not in ZOO_NAMES]
+    if unknown:
+        if p["dataset"] not in ("cifar10", "cifar100"):
+            raise ParameterError(f"unknown model(s) {unknown}; valid choices on {p['dataset']}: {', '.join(ZOO_NAMES)}")
+        known = _robustbench_names(p["dataset"])
+        bad = [m for m in unknown if m not in known]
+        if bad:
+            raise ParameterError(f"unknown model(s) {bad}: neither a digits-zoo recipe ({', '.join(ZOO_NAMES)}) "
+                                 f"nor a RobustBench {p['dataset']}/Linf model")
+    for key in ("inconsistent_model", "reference_model"):
+        if p[key] not in p["models"]:
+            raise ParameterError(f"{key} = {p[key]!r} must be one of models: {', '.join(p['models'])}")
+    if p["subset_points"] >= p["margin_points"]:
+        raise ParameterError("subset_points must be smaller than margin_points (the rest is where the estimate is checked)")
+
+
+_ZOO = ("standard", "pgd_half_eps", "pgd", "trades", "spectral_norm", "rescaled")
+
+register(Chapter(
+    name="02_margin_consistency",
+    title="Margin consistency: detecting brittle decisions for free",
+    params={
+        "dataset": Param(str, "data of the models", choices=_IMAGE_DATASETS),
+        "models": Param(list, "digits-zoo recipes or RobustBench model names", item=str),
+        "inconsistent_model": Param(str, "the model the pseudo-margin repairs (one of models)"),
+        "reference_model": Param(str, "the model for the theorem and the cost measurement (one of models)"),
+        "norm": Param(str, "threat model of the input margin", choices=("Linf", "L2")),
+        "eps": Param(float, "radius: a point is non-robust when its input margin is <= eps", low=1e-4, high=10.0),
+        "width": Param(int, "first-layer channels of the digits-zoo CNNs", low=1, high=1024),
+        "epochs": Param(int, "training epochs of the digits-zoo models", low=1, high=1000),
+        "train_steps": Param(int, "PGD steps inside adversarial training", low=1, high=100),
+        "margin_points": Param(int, "test points whose input margin FAB estimates", low=10, high=100000),
+        "fab_restarts": Param(int, "untargeted FAB runs per point", low=1, high=100),
+        "fab_target_classes": Param(int, "targeted FAB runs per point", low=0, high=99),
+        "fab_iterations": Param(int, "FAB iterations per run", low=1, high=10000),
+        "pgd_steps": Param(int, "PGD steps for robust accuracy", low=1, high=1000),
+        "pgd_restarts": Param(int, "PGD restarts for robust accuracy", low=1, high=100),
+        "pseudo_train_points": Param(int, "training points whose margins train the pseudo-margin", low=10, high=100000),
+        "pseudo_val_points": Param(int, "validation points for its early stopping", low=10, high=100000),
+        "pseudo_epochs": Param(int, "full-batch epochs of the pseudo-margin MLP", low=1, high=100000),
+        "pseudo_lr": Param(float, "Adam learning rate of the pseudo-margin MLP", low=1e-7, high=1.0),
+        "subset_points": Param(int, "attacked points that fit the robust-accuracy threshold", low=2, high=100000),
+        "bootstrap": Param(int, "bootstrap resamples of the tau intervals", low=0, high=100000),
+        **COMMON,
+    },
+    profiles={
+        "smoke": dict(dataset="digits", models=["standard", "pgd", "rescaled"], inconsistent_model="rescaled",
+                      reference_model="pgd", norm="Linf", eps=0.1, width=8, epochs=2, train_steps=2, margin_points=40,
+                      fab_restarts=1, fab_target_classes=1, fab_iterations=20, pgd_steps=5, pgd_restarts=1,
+                      pseudo_train_points=60, pseudo_val_points=40, pseudo_epochs=20, pseudo_lr=1e-3,
+                      subset_points=15, bootstrap=10, seed=0),
+        "cpu": dict(dataset="digits", models=list(_ZOO), inconsistent_model="rescaled", reference_model="pgd",
+                    norm="Linf", eps=0.1, width=32, epochs=30, train_steps=7, margin_points=300, fab_restarts=1,
+                    fab_target_classes=3, fab_iterations=100, pgd_steps=50, pgd_restarts=2,
+                    pseudo_train_points=500, pseudo_val_points=180, pseudo_epochs=500, pseudo_lr=1e-4,
+                    subset_points=100, bootstrap=200, seed=0),
+        "paper": dict(dataset="cifar10", models=["Ding2020MMA", "Addepalli2021Towards_RN18", "Engstrom2019Robustness",
+                                                 "Rice2020Overfitting", "Sehwag2021Proxy_R18"],
+                      inconsistent_model="Ding2020MMA", reference_model="Addepalli2021Towards_RN18", norm="Linf",
+                      eps=8 / 255, width=32, epochs=30, train_steps=7, margin_points=1000, fab_restarts=5,
+                      fab_target_classes=0, fab_iterations=100, pgd_steps=50, pgd_restarts=1,
+                      pseudo_train_points=4000, pseudo_val_points=1000, pseudo_epochs=500, pseudo_lr=1e-4,
+                      subset_points=500, bootstrap=200, seed=0),
+    },
+    check=_check_margin_models,
+    budget_seconds=180,
+))

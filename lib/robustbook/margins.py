@@ -88,3 +88,28 @@ def compare_to_exact(estimate: torch.Tensor, exact: torch.Tensor, tol: float = 1
         "max_gap": float((est - ex).max()),
         "below_exact": int((est < ex - 1e-6).sum()),
     }
+
+
+def feature_margin(weight: torch.Tensor, bias: torch.Tensor, z: torch.Tensor, norm: str = "Linf") -> torch.Tensor:
+    """Exact margin of a linear head in its own input (feature) space.
+
+    min_{j != i} (f_i - f_j) / ||w_i - w_j||_q with q the dual norm (l1 for an Linf threat
+    model, l2 for L2).  Equals the logit margin up to a constant when all ||w_i - w_j||_q are
+    equal ("equidistance").
+    """
+    q = {"Linf": 1, "L2": 2}[norm]
+    z, w, b = z.double(), weight.detach().double(), bias.detach().double()
+    logits = z @ w.T + b
+    pred = logits.argmax(1)
+    gap = logits.gather(1, pred[:, None]) - logits
+    dist = torch.cdist(w[None], w[None], p=q)[0][pred]          # ||w_i - w_j||_q per point and class
+    ratio = gap / dist
+    ratio[torch.arange(len(z)), pred] = float("inf")
+    return ratio.min(1).values
+
+
+def linear_head(model: nn.Module):
+    """``(features, weight, bias)`` when ``model`` is a Sequential ending in a Linear layer, else None."""
+    if isinstance(model, nn.Sequential) and isinstance(model[-1], nn.Linear):
+        return model[:-1], model[-1].weight, model[-1].bias
+    return None

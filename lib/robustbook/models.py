@@ -40,9 +40,23 @@ def linear(input_shape: Sequence[int], num_classes: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
 
 
+def _spectral(model: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al., 2018) of every dense and conv weight.
+
+    torch normalises the kernel reshaped to a matrix, which for a convolution is not its
+    exact operator norm: the network is Lipschitz-*constrained*, not certified.
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            spectral_norm(module)
+    return model
+
+
 def mlp(input_shape, num_classes, width: int = 128, depth: int = 2, dropout: float = 0.0,
-        activation: str = "relu") -> nn.Module:
-    """``depth`` hidden layers of ``width`` units."""
+        activation: str = "relu", spectral_norm: bool = False) -> nn.Module:
+    """``depth`` hidden layers of ``width`` units (optionally spectrally normalised)."""
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(input_shape)
     for _ in range(depth):
@@ -51,11 +65,12 @@ def mlp(input_shape, num_classes, width: int = 128, depth: int = 2, dropout: flo
             layers.append(nn.Dropout(dropout))
         fan_in = width
     layers.append(nn.Linear(fan_in, num_classes))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    return _spectral(model) if spectral_norm else model
 
 
 def cnn(input_shape, num_classes, width: int = 32, depth: int = 2, hidden: int | None = None,
-        dropout: float = 0.0, activation: str = "relu") -> nn.Module:
+        dropout: float = 0.0, activation: str = "relu", spectral_norm: bool = False) -> nn.Module:
     """A small CNN: ``depth`` 3x3 convolutions with ``width * 2**i`` channels; the first keeps
     the size, each later one halves it; then a dense layer of ``hidden`` (default 4 * width) units.
 
@@ -73,7 +88,8 @@ def cnn(input_shape, num_classes, width: int = 32, depth: int = 2, hidden: int |
         layers.append(nn.Dropout(dropout))
     hidden = hidden or 4 * width
     layers += [nn.Linear(c * h * w, hidden), _activation(activation), nn.Linear(hidden, num_classes)]
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    return _spectral(model) if spectral_norm else model
 
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {

@@ -76,3 +76,21 @@ def estimate_vs_exact(exact, estimate, label: str = "FAB", ax=None):
     ax.set_ylabel(f"{label} estimate")
     ax.legend()
     return ax
+
+
+def margin_scatter(reports: dict, eps: float | None = None, col_wrap: int = 3):
+    """Input margin (x) against logit margin (y), one panel per model; failed FAB points are left out."""
+    import pandas as pd
+
+    frames = []
+    for name, r in reports.items():
+        ok = r.success.numpy()
+        frames.append(pd.DataFrame({"model": name, "input margin": r.input_margin.distance.numpy()[ok],
+                                    "logit margin": r.logit_margin.numpy()[ok], "correct": r.correct.numpy()[ok]}))
+    grid = sns.FacetGrid(pd.concat(frames), col="model", col_wrap=col_wrap, sharex=False, sharey=False, height=2.8)
+    grid.map_dataframe(sns.scatterplot, x="input margin", y="logit margin", hue="correct", s=10, alpha=0.6,
+                       palette={True: "tab:blue", False: "tab:red"})
+    if eps is not None:
+        grid.map(plt.axvline, x=eps, color="0.4", ls=":", lw=1)
+    grid.add_legend(title="correct")
+    return grid

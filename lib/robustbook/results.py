@@ -25,10 +25,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class ClaimFailed(AssertionError):
+    """A chapter's expected qualitative result did not hold."""
+
+
 class Results:
     def __init__(self, chapter: str):
         self.chapter = chapter
         self.values: dict[str, Any] = {}
+        self.claims: list[dict] = []
+
+    def expect(self, claim: str, passed: bool, measured: str) -> bool:
+        """Record an expected qualitative result (e.g. "tau >= 0.6 for robust models") and whether it held."""
+        self.claims.append({"claim": claim, "measured": measured, "holds": bool(passed)})
+        return bool(passed)
+
+    def claims_table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.claims, columns=["claim", "measured", "holds"])
+
+    def enforce(self, active: bool = True) -> None:
+        """Fail (and so fail the book build) when a recorded claim does not hold."""
+        failed = [c for c in self.claims if not c["holds"]]
+        if active and failed:
+            raise ClaimFailed("; ".join(f"{c['claim']} (measured: {c['measured']})" for c in failed))
 
     def glue(self, key: str, value: Any, display: bool = False) -> Any:
         """Record ``value`` under ``key`` and glue it for the book (nested dicts are glued per leaf)."""
@@ -53,6 +74,8 @@ class Results:
         return results_dir() / f"{self.chapter}.json"
 
     def save(self) -> Path:
+        """Write the glued numbers to ``<chapter>.json`` and the claims to ``<chapter>.claims.json``."""
+        save_json(self.claims, self.path.with_suffix(".claims.json"))
         return save_json(self.values, self.path)
 
 
