@@ -39,3 +39,14 @@ def test_book_config_points_colab_at_main():
     assert config["repository"]["branch"] == "main"
     assert config["execute"]["execute_notebooks"] == "off"
     assert "colab" in config["launch_buttons"]["colab_url"]
+
+
+def test_toc_lists_every_registered_chapter_in_order():
+    from robustbook.chapters import chapters
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    listed = [f.split("/")[-1] for f in files if f.startswith("notebooks/")]
+    assert listed == list(chapters())
+    for name in chapters():
+        assert (ROOT / "notebooks" / f"{name}.py").is_file()

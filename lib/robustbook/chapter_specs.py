@@ -135,3 +135,52 @@ register(Chapter(
     check=_check_margin_models,
     budget_seconds=180,
 ))
+
+
+def _check_certified(p: dict) -> None:
+    from .certify import affinity_groups
+
+    if any(k < 2 for k in p["rtk_k"]):
+        raise ParameterError("rtk_k values must be >= 2 (K = 1 is local robustness)")
+    largest = max(len(g) for g in affinity_groups(p["groups"]))
+    if largest not in p["rtk_k"]:
+        raise ParameterError(f"rtk_k must include the largest affinity group size ({largest}) "
+                             "so that affinity can be compared with RTK at that K")
+    expected = {"digits_confusable": ("digits",), "cifar100_superclasses": ("cifar100",)}[p["groups"]]
+    if p["dataset"] not in expected:
+        raise ParameterError(f"groups {p['groups']!r} are for {', '.join(expected)}, not {p['dataset']}")
+
+
+_TOY = dict(toy_eps=0.06, toy_epochs=60)
+
+register(Chapter(
+    name="03_certified_relaxed",
+    title="Certified robustness in one forward pass: GloRo nets, relaxed top-K and affinity",
+    params={
+        "toy_eps": Param(float, "L2 radius on the 2-D toy data", low=1e-4, high=1.0),
+        "toy_epochs": Param(int, "training epochs of the toy GloRo nets", low=1, high=10000),
+        "dataset": Param(str, "image data", choices=_IMAGE_DATASETS),
+        "arch": Param(str, "GloRo architecture (MinMax activations)", choices=tuple(a for a in ARCHITECTURES if a != "linear")),
+        "width": Param(int, "first-layer channels (cnn) or units (mlp); ignored by the xCyF networks", low=1, high=4096),
+        "eps": Param(float, "L2 radius of the certificates", low=1e-4, high=100.0),
+        "epochs": Param(int, "training epochs of each GloRo net", low=1, high=10000),
+        "trades_lambda": Param(float, "weight of the GloRo TRADES term (0: cross-entropy on the augmented logits)", low=0.0, high=100.0),
+        "rtk_k": Param(list, "K values of the relaxed top-K nets", item=int, low=1, high=99),
+        "groups": Param(str, "named affinity grouping (robustbook.certify.AFFINITY_GROUPS)", choices=("digits_confusable", "cifar100_superclasses")),
+        "attack_steps": Param(int, "PGD steps of the soundness check on certified points", low=1, high=10000),
+        "attack_restarts": Param(int, "PGD restarts of the soundness check", low=1, high=100),
+        **COMMON,
+    },
+    profiles={
+        "smoke": dict(toy_eps=0.06, toy_epochs=3, dataset="digits", arch="mlp", width=32, eps=0.5, epochs=3,
+                      trades_lambda=2.0, rtk_k=[2, 3], groups="digits_confusable",
+                      attack_steps=5, attack_restarts=1, seed=0),
+        "cpu": dict(toy_eps=0.06, toy_epochs=60, dataset="digits", arch="cnn", width=32, eps=0.5, epochs=150,
+                    trades_lambda=2.0, rtk_k=[2, 3], groups="digits_confusable",
+                    attack_steps=50, attack_restarts=3, seed=0),
+        "paper": dict(toy_eps=0.06, toy_epochs=60, dataset="cifar100", arch="4C3F", width=32, eps=36 / 255, epochs=800,
+                      trades_lambda=2.0, rtk_k=[5], groups="cifar100_superclasses", attack_steps=100, attack_restarts=5, seed=0),
+    },
+    check=_check_certified,
+    budget_seconds=180,
+))

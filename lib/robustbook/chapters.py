@@ -26,12 +26,14 @@ class Param:
     low: float | None = None        # inclusive bounds for numbers (for lists: of each item)
     high: float | None = None
     item: type | None = None        # element type of a list
+    inner: type | None = None       # element type of the inner lists of a list of lists
 
     def check(self, name: str, value: Any) -> Any:
         if self.kind is list:
             if not isinstance(value, (list, tuple)) or not value:
                 raise ParameterError(f"parameter {name!r} must be a non-empty list ({self.help}); got {value!r}")
-            return [Param(self.item, self.help, self.choices, self.low, self.high).check(f"{name}[]", v) for v in value]
+            element = Param(self.item, self.help, self.choices, self.low, self.high, item=self.inner)
+            return [element.check(f"{name}[]", v) for v in value]
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):

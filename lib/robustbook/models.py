@@ -92,10 +92,40 @@ def cnn(input_shape, num_classes, width: int = 32, depth: int = 2, hidden: int |
     return _spectral(model) if spectral_norm else model
 
 
+def convnet(input_shape, num_classes, convs: Sequence[Sequence[int]] = ((16, 4, 2), (32, 4, 2)),
+            dense: Sequence[int] = (100,), activation: str = "minmax", orthogonal: bool = True) -> nn.Module:
+    """The GloRo papers' "xCyF" networks: convolutions given as (channels, kernel, stride) with
+    padding (kernel - 1) // 2, then dense layers; MinMax activations and orthogonal initialisation.
+    """
+    c, h, w = input_shape
+    layers: list[nn.Module] = []
+    for out, k, stride in convs:
+        pad = (k - 1) // 2
+        layers += [nn.Conv2d(c, out, k, stride=stride, padding=pad), _activation(activation)]
+        c, h, w = out, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    layers.append(nn.Flatten())
+    fan_in = c * h * w
+    for units in dense:
+        layers += [nn.Linear(fan_in, units), _activation(activation)]
+        fan_in = units
+    layers.append(nn.Linear(fan_in, num_classes))
+    model = nn.Sequential(*layers)
+    if orthogonal:
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.orthogonal_(m.weight)
+                nn.init.zeros_(m.bias)
+    return model
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "linear": linear,
     "mlp": mlp,
     "cnn": cnn,
+    "2C2F": lambda s, n, **kw: convnet(s, n, ((16, 4, 2), (32, 4, 2)), (100,), **kw),
+    "4C3F": lambda s, n, **kw: convnet(s, n, ((32, 3, 1), (32, 4, 2), (64, 3, 1), (64, 4, 2)), (512, 512), **kw),
+    "6C2F": lambda s, n, **kw: convnet(s, n, ((32, 3, 1), (32, 3, 1), (32, 4, 2), (64, 3, 1), (64, 3, 1), (64, 4, 2)),
+                                       (512,), **kw),
 }
 
 

@@ -94,3 +94,28 @@ def margin_scatter(reports: dict, eps: float | None = None, col_wrap: int = 3):
         grid.map(plt.axvline, x=eps, color="0.4", ls=":", lw=1)
     grid.add_legend(title="correct")
     return grid
+
+
+def certified_regions(net, x: torch.Tensor, y: torch.Tensor, eps: float, ax=None, resolution: int = 250,
+                      title: str | None = None, lim=(0.0, 1.0)):
+    """Decision regions of a 2-D GloRo net: class colour where one class is certified, the mix of
+    the members' colours where a larger set is certified, dark grey where the net outputs bottom."""
+    ax = ax or plt.gca()
+    grid = torch.linspace(lim[0], lim[1], resolution)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    cert = net.certify(torch.stack([gx.flatten(), gy.flatten()], 1), eps=eps)
+    n_classes = cert.certified_set.shape[1]
+    palette = torch.tensor(sns.color_palette("pastel", n_classes))
+    members = cert.certified_set.double()
+    colour = (members @ palette.double()) / members.sum(1, keepdim=True).clamp_min(1)
+    colour[~cert.certified] = 0.3
+    ax.imshow(colour.reshape(resolution, resolution, 3).numpy(), origin="lower", extent=(*lim, *lim), aspect="auto",
+              interpolation="nearest")
+    strong = sns.color_palette("deep", n_classes)
+    for c in range(n_classes):
+        sel = y == c
+        ax.scatter(x[sel, 0], x[sel, 1], s=5, color=strong[c], edgecolor="k", linewidth=0.2)
+    ax.set_xlim(*lim), ax.set_ylim(*lim), ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

@@ -102,6 +102,9 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "trades": trades_loss,
 }
 
+# Methods that train a wrapped network (e.g. GloRo's bottom logit); filled in at the end of this module.
+WRAPPERS: dict[str, Callable[[nn.Module, "TrainConfig"], nn.Module]] = {}
+
 OPTIMIZERS = {
     "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
     "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
@@ -127,10 +130,11 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
 
 
 def _eps_at(cfg: TrainConfig, epoch: int) -> float:
+    """eps of an epoch: ramps linearly from 1% to 100% of cfg.eps over the warm-up fraction of epochs."""
     if cfg.eps_warmup <= 0:
         return cfg.eps
     ramp = max(1, round(cfg.eps_warmup * cfg.epochs))
-    return cfg.eps * min(1.0, (epoch + 1) / ramp)
+    return cfg.eps * (0.01 + 0.99 * min(1.0, epoch / max(1, ramp - 1)))
 
 
 def fit(model: nn.Module, data: Data, cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, list[dict]]:
@@ -187,6 +191,10 @@ def train(cfg: TrainConfig, data: Data, init: nn.Module | None = None, cache: bo
     path = checkpoint_path(cfg, data)
     seed_everything(cfg.seed)
     model = copy.deepcopy(init) if init is not None else build_model(cfg.arch, data.input_shape, data.num_classes, **cfg.arch_options)
+    if cfg.method in WRAPPERS and init is None:
+        model = WRAPPERS[cfg.method](model, cfg)
+    if hasattr(model, "trace"):
+        model.trace(data.input_shape)
     if cache and path.is_file():
         model.load_state_dict(load_torch(path))
         return model.eval()
@@ -200,3 +208,13 @@ def train(cfg: TrainConfig, data: Data, init: nn.Module | None = None, cache: bo
 def load_history(cfg: TrainConfig, data: Data) -> list[dict]:
     path = checkpoint_path(cfg, data).with_suffix(".json")
     return json.loads(path.read_text())["history"] if path.is_file() else []
+
+
+def _register_certified_training() -> None:
+    from .certify import as_gloro, gloro_loss
+
+    LOSSES["gloro"] = gloro_loss
+    WRAPPERS["gloro"] = as_gloro
+
+
+_register_certified_training()
