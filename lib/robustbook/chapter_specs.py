@@ -184,3 +184,57 @@ register(Chapter(
     check=_check_certified,
     budget_seconds=180,
 ))
+
+
+def _check_era(p: dict) -> None:
+    if p["selector_eps"] < p["eps"]:
+        raise ParameterError("selector_eps must be >= eps (the paper checks the selector at 2 x eps)")
+    for key in ("core_model", "robust_model"):
+        if p[key] not in ("standard", "trades", "pgd"):
+            if p["dataset"] not in ("cifar10", "cifar100"):
+                raise ParameterError(f"{key} = {p[key]!r}: valid choices on {p['dataset']}: standard, trades, pgd")
+            if p[key] not in _robustbench_names(p["dataset"]):
+                raise ParameterError(f"{key} = {p[key]!r} is neither a digits recipe nor a RobustBench model")
+
+
+register(Chapter(
+    name="04_avoid_robust_inaccuracy",
+    title="Just avoid robust inaccuracy: ERA, abstaining, compositional models",
+    params={
+        "synthetic_epochs": Param(int, "epochs on the synthetic example (paper: 20)", low=1, high=10000),
+        "synthetic_eps": Param(float, "Linf radius of the synthetic example (paper: 0.1)", low=1e-4, high=1.0),
+        "synthetic_beta": Param(float, "ERA beta on the synthetic example (paper: 0.2)", low=0.0, high=100.0),
+        "synthetic_eval_steps": Param(int, "PGD steps of the synthetic evaluation (paper: 100)", low=1, high=10000),
+        "dataset": Param(str, "image data", choices=_IMAGE_DATASETS),
+        "core_model": Param(str, "the accurate model: 'standard' or a RobustBench name"),
+        "robust_model": Param(str, "the robust model ERA fine-tunes: 'trades', 'pgd' or a RobustBench name"),
+        "width": Param(int, "first-layer channels of the digits CNNs", low=1, high=1024),
+        "epochs": Param(int, "training epochs of the digits core and robust models", low=1, high=1000),
+        "train_steps": Param(int, "PGD steps inside TRADES / ERA training", low=1, high=100),
+        "eps": Param(float, "Linf radius of the robustness evaluation", low=1e-4, high=1.0),
+        "selector_eps": Param(float, "Linf radius at which the selector checks robustness", low=1e-4, high=1.0),
+        "era_epochs": Param(int, "ERA fine-tuning epochs", low=1, high=1000),
+        "era_lr": Param(float, "ERA fine-tuning learning rate (SGD)", low=1e-7, high=1.0),
+        "era_beta": Param(float, "ERA beta (weight of the TRADES term)", low=0.0, high=100.0),
+        "betas": Param(list, "beta values of the sweep", item=float, low=0.0, high=100.0),
+        "eval_steps": Param(int, "PGD steps of the robustness checks", low=1, high=10000),
+        "eval_restarts": Param(int, "PGD restarts of the robustness checks", low=1, high=100),
+        **COMMON,
+    },
+    profiles={
+        "smoke": dict(synthetic_epochs=2, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=5, dataset="digits",
+                      core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2, eps=0.1,
+                      selector_eps=0.2, era_epochs=1, era_lr=1e-3, era_beta=1.0, betas=[0.5, 1.0], eval_steps=5,
+                      eval_restarts=1, seed=0),
+        "cpu": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
+                    dataset="digits", core_model="standard", robust_model="trades", width=32, epochs=30, train_steps=7,
+                    eps=0.1, selector_eps=0.15, era_epochs=15, era_lr=1e-3, era_beta=1.0, betas=[0.1, 0.5, 1.0, 5.0],
+                    eval_steps=50, eval_restarts=2, seed=0),
+        "paper": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
+                      dataset="cifar10", core_model="Standard", robust_model="Gowal2020Uncovering_28_10_extra",
+                      width=32, epochs=30, train_steps=10, eps=1 / 255, selector_eps=2 / 255, era_epochs=50,
+                      era_lr=1e-3, era_beta=1.0, betas=[0.1, 0.5, 1.0, 5.0], eval_steps=40, eval_restarts=1, seed=0),
+    },
+    check=_check_era,
+    budget_seconds=180,
+))

@@ -210,11 +210,13 @@ def load_history(cfg: TrainConfig, data: Data) -> list[dict]:
     return json.loads(path.read_text())["history"] if path.is_file() else []
 
 
-def _register_certified_training() -> None:
+def _register_chapter_losses() -> None:
+    from .abstain import era_loss
     from .certify import as_gloro, gloro_loss
 
     LOSSES["gloro"] = gloro_loss
     WRAPPERS["gloro"] = as_gloro
+    LOSSES["era"] = era_loss
 
 
-_register_certified_training()
+_register_chapter_losses()
