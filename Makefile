@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -e ".[test]"
 	# torchattacks is only a yardstick for benchmarks/; its own pins would pull other torch builds
 	$(PY) -m pip install --no-deps torchattacks==3.5.1
+	# imagecorruptions (paper profile of chapter 5) pins the GUI OpenCV build; pyproject brings the headless one
+	$(PY) -m pip install --no-deps imagecorruptions==1.1.2
 	touch $(STAMP)
 
 venv: $(STAMP)

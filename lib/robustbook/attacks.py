@@ -126,7 +126,93 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
     return best
 
 
-ATTACKS: dict[str, Callable[..., torch.Tensor]] = {"fgsm": fgsm, "pgd": pgd}
+def bim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf", steps: int = 10,
+        step_size: float | None = None, **_) -> torch.Tensor:
+    """Basic iterative method (Kurakin et al.): PGD from x itself, without random start or restarts."""
+    return pgd(model, x, y, eps, norm, steps=steps, step_size=step_size, restarts=1, random_start=False)
+
+
+def _cap(x_adv: torch.Tensor, x: torch.Tensor, eps: float | None) -> torch.Tensor:
+    """Project a minimum-norm attack's output onto the L2 eps-ball (its budget), when one is given."""
+    if eps is None or eps == float("inf"):
+        return x_adv
+    return project(x_adv, x, eps, "L2")
+
+
+def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = None, norm: str = "L2",
+             steps: int = 50, overshoot: float = 0.02, **_) -> torch.Tensor:
+    """DeepFool (Moosavi-Dezfooli et al., 2016), L2, all classes, batched.
+
+    Each step linearises every logit difference at the current point and jumps to the nearest
+    linearised boundary; points stop once misclassified.  The total step is scaled by
+    (1 + overshoot).  With ``eps`` the result is projected onto the L2 eps-ball (the attacked test
+    sets of chapter 5 have a budget); without it, DeepFool is a minimum-norm attack.
+    """
+    model.eval()
+    n = len(x)
+    r_tot = torch.zeros_like(x)
+    x_adv = x.detach().clone()
+    active = torch.ones(n, dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        xa = x_adv[active].detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xa)
+            C = logits.shape[1]
+            grads = torch.stack([torch.autograd.grad(logits[:, k].sum(), xa, retain_graph=k < C - 1)[0]
+                                 for k in range(C)], 1)                       # (m, C, *shape)
+        ya = y[active]
+        still = logits.argmax(1) == ya
+        idx = torch.nonzero(active).flatten()
+        active[idx[~still]] = False
+        if not still.any():
+            break
+        logits, grads, ya, idx = logits[still].detach(), grads[still], ya[still], idx[still]
+        f = logits - logits.gather(1, ya[:, None])
+        w = grads - grads[torch.arange(len(ya)), ya][:, None]
+        wn = w.flatten(2).norm(dim=2).clamp_min(1e-12)
+        dist = f.abs() / wn
+        dist[torch.arange(len(ya)), ya] = float("inf")
+        l = dist.argmin(1)
+        r = ((f.abs()[torch.arange(len(ya)), l] + 1e-4) / wn[torch.arange(len(ya)), l] ** 2)
+        r_tot[idx] = r_tot[idx] + r.view(-1, *[1] * (x.dim() - 1)) * w[torch.arange(len(ya)), l]
+        x_adv[idx] = (x[idx] + (1 + overshoot) * r_tot[idx]).clamp(0, 1)
+    return _cap(x_adv.detach(), x, eps)
+
+
+def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = None, norm: str = "L2",
+       c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01, **_) -> torch.Tensor:
+    """Carlini & Wagner L2 attack with a fixed trade-off constant ``c`` (no binary search).
+
+    Minimises ||x' - x||^2 + c * max(Z_y - max_{i != y} Z_i, -kappa) over x' = (tanh(w) + 1) / 2
+    with Adam, keeping the closest misclassified iterate.  The best other logit is taken with the
+    true class masked to -inf, so negative logits are handled (torchattacks 3.5.1 multiplies by a
+    one-hot mask instead, which picks the masked 0 when every logit is negative).  With ``eps``
+    the result is projected onto the L2 eps-ball.
+    """
+    model.eval()
+    w = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6)).detach().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    best = x.detach().clone()
+    best_l2 = torch.full((len(x),), float("inf"), device=x.device)
+    for _ in range(steps):
+        with torch.enable_grad():
+            x_adv = (torch.tanh(w) + 1) / 2
+            logits = model(x_adv)
+            real = logits.gather(1, y[:, None]).squeeze(1)
+            other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+            l2 = (x_adv - x).flatten(1).pow(2).sum(1)
+            loss = (l2 + c * (real - other).clamp_min(-kappa)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            wrong = logits.argmax(1) != y
+            better = wrong & (l2 < best_l2)
+            best[better], best_l2[better] = x_adv.detach()[better], l2[better]
+    return _cap(best, x, eps)
+
+
+ATTACKS: dict[str, Callable[..., torch.Tensor]] = {"fgsm": fgsm, "pgd": pgd, "bim": bim, "deepfool": deepfool, "cw": cw}
 
 
 def attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **options) -> torch.Tensor:

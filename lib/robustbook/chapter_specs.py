@@ -238,3 +238,36 @@ register(Chapter(
     check=_check_era,
     budget_seconds=180,
 ))
+
+
+register(Chapter(
+    name="05_robustness_metrics",
+    title="Do cheap metrics predict robustness? A benchmark over a model zoo",
+    params={
+        "dataset": Param(str, "data of the zoo", choices=_IMAGE_DATASETS),
+        "optimizers": Param(list, "optimizer axis of the grid", item=str, choices=("sgd", "adam")),
+        "lr_levels": Param(list, "learning-rate axis: levels 0, 1, 2 (low, mid, high for each optimizer)", item=int, low=0, high=2),
+        "depths": Param(list, "depth axis: convolution layers", item=int, low=1, high=6),
+        "widths": Param(list, "width axis: first-layer channels", item=int, low=1, high=512),
+        "dropouts": Param(list, "dropout axis", item=float, low=0.0, high=0.9),
+        "epochs": Param(int, "training epochs of every zoo model", low=1, high=1000),
+        "attack_eps": Param(float, "Linf radius of FGSM, PGD and BIM", low=1e-4, high=1.0),
+        "attack_eps_l2": Param(float, "L2 budget of DeepFool and CW", low=1e-4, high=100.0),
+        "attack_points": Param(int, "test points attacked per model", low=10, high=100000),
+        "sharpness_points": Param(int, "training points for the sharpness search", low=10, high=100000),
+        "bootstrap": Param(int, "bootstrap resamples of the tau intervals", low=0, high=100000),
+        **COMMON,
+    },
+    profiles={
+        "smoke": dict(dataset="digits", optimizers=["sgd", "adam"], lr_levels=[1], depths=[1, 2], widths=[4],
+                      dropouts=[0.0], epochs=2, attack_eps=0.1, attack_eps_l2=0.5, attack_points=30,
+                      sharpness_points=60, bootstrap=10, seed=0),
+        "cpu": dict(dataset="digits", optimizers=["sgd", "adam"], lr_levels=[0, 1, 2], depths=[1, 2, 3], widths=[8, 16],
+                    dropouts=[0.0, 0.25], epochs=15, attack_eps=0.1, attack_eps_l2=0.5, attack_points=200,
+                    sharpness_points=500, bootstrap=200, seed=0),
+        "paper": dict(dataset="cifar10", optimizers=["sgd", "adam"], lr_levels=[0, 1, 2], depths=[2, 3, 4],
+                      widths=[32, 64], dropouts=[0.0, 0.25], epochs=30, attack_eps=8 / 255, attack_eps_l2=0.5,
+                      attack_points=1000, sharpness_points=5000, bootstrap=200, seed=0),
+    },
+    budget_seconds=300,
+))

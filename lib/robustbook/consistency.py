@@ -23,6 +23,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch import nn
 from tqdm.auto import tqdm
 
+from .stats import Tau, kendall_tau, valid as _valid
+
 
 # --------------------------------------------------------------------------- a model that is not consistent
 class RescaledLogits(nn.Module):
@@ -55,35 +57,6 @@ class RescaledLogits(nn.Module):
 
 
 # --------------------------------------------------------------------------- statistics
-def _valid(*arrays, success=None):
-    arrays = [np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=float) for a in arrays]
-    keep = np.ones(len(arrays[0]), bool) if success is None else np.asarray(success, bool)
-    for a in arrays:
-        keep &= np.isfinite(a)
-    return [a[keep] for a in arrays]
-
-
-@dataclass
-class Tau:
-    tau: float
-    low: float
-    high: float
-    points: int
-
-
-def kendall_tau(a, b, success=None, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> Tau:
-    """Kendall's tau-b (scipy) between two scores, with a percentile bootstrap interval."""
-    a, b = _valid(a, b, success=success)
-    tau = kendalltau(a, b).statistic
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(a), len(a))
-        boots.append(kendalltau(a[idx], b[idx]).statistic)
-    lo, hi = np.nanpercentile(boots, [100 * (1 - level) / 2, 100 * (1 + level) / 2]) if n_boot else (np.nan, np.nan)
-    return Tau(float(tau), float(lo), float(hi), len(a))
-
-
 def per_class_tau(a, b, classes, success=None) -> dict[int, float]:
     """Kendall's tau within each predicted class (classes with fewer than 3 valid points are skipped)."""
     a, b, c = _valid(a, b, classes, success=success)
