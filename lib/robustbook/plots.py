@@ -55,10 +55,15 @@ def decision_regions(model, x: torch.Tensor, y: torch.Tensor, ax=None, resolutio
 
     ax.imshow(pred, origin="lower", extent=(*lim, *lim), cmap=ListedColormap(colors[: max(pred.max() + 1, n_classes)]),
               vmin=0, vmax=max(pred.max(), n_classes - 1), interpolation="nearest", aspect="auto")
+    return _points(ax, x, y, n_classes, lim, title)
+
+
+def _points(ax, x, y, n_classes: int, lim, title: str | None):
+    """The data points of a 2-D region plot, in strong class colours, and the axes' limits and title."""
     strong = sns.color_palette("deep", n_classes)
     for c in range(n_classes):
         sel = y == c
-        ax.scatter(x[sel, 0], x[sel, 1], s=6, color=strong[c], edgecolor="k", linewidth=0.2)
+        ax.scatter(x[sel, 0], x[sel, 1], s=5, color=strong[c], edgecolor="k", linewidth=0.2)
     ax.set_xlim(*lim), ax.set_ylim(*lim), ax.set_aspect("equal")
     if title:
         ax.set_title(title, fontsize=10)
@@ -111,11 +116,4 @@ def certified_regions(net, x: torch.Tensor, y: torch.Tensor, eps: float, ax=None
     colour[~cert.certified] = 0.3
     ax.imshow(colour.reshape(resolution, resolution, 3).numpy(), origin="lower", extent=(*lim, *lim), aspect="auto",
               interpolation="nearest")
-    strong = sns.color_palette("deep", n_classes)
-    for c in range(n_classes):
-        sel = y == c
-        ax.scatter(x[sel, 0], x[sel, 1], s=5, color=strong[c], edgecolor="k", linewidth=0.2)
-    ax.set_xlim(*lim), ax.set_ylim(*lim), ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
+    return _points(ax, x, y, n_classes, lim, title)
