@@ -26,7 +26,7 @@ if "google.colab" in sys.modules:  # only on Colab: install the book's library (
 # # Margin consistency: detecting brittle decisions for free
 #
 # The input margin $d_{in}(x)$ tells whether a decision is robust, but estimating it takes a
-# minimum-norm attack per input — minutes per thousand images on a GPU at CIFAR scale. The logit
+# minimum-norm attack per input — the authors report minutes to hours per thousand CIFAR images on a GPU. The logit
 # margin $d_{out}(x) = f_{(1)}(x) - f_{(2)}(x)$ comes with every forward pass. Ngnawé et al.
 # {cite}`ngnawe2024detecting` ask when the cheap number can stand in for the expensive one.
 #
@@ -77,7 +77,6 @@ import robustbook as rb
 from robustbook import consistency as mc
 from robustbook.attacks import predict_logits
 from robustbook.data import subset
-from robustbook.margins import feature_margin, linear_head
 from robustbook.plots import margin_scatter
 
 CHAPTER = "02_margin_consistency"
@@ -172,20 +171,7 @@ pd.Series(per_class, name=f"tau ({P['reference_model']})").rename_axis("predicte
 # the feature margin.
 
 # %%
-rows = {}
-for name, m in zoo.items():
-    head = linear_head(m)
-    if head is None:
-        rows[name] = {"pair-norm CV": np.nan, "tau(logit margin, feature margin)": np.nan}
-        continue
-    features, w, b = head
-    with torch.no_grad():
-        fm = feature_margin(w, b, features(x), P["norm"])
-    pair = torch.cdist(w.detach()[None], w.detach()[None], p=1)[0]
-    pair = pair[~torch.eye(len(pair), dtype=torch.bool)]
-    rows[name] = {"pair-norm CV": (pair.std() / pair.mean()).item(),
-                  "tau(logit margin, feature margin)": mc.kendall_tau(reports[name].logit_margin, fm, n_boot=0).tau}
-pd.DataFrame(rows).T.style.format("{:.3f}", na_rep="(not a linear head)")
+mc.linear_head_table(zoo, reports, x, P["norm"]).style.format("{:.3f}", na_rep="(not a linear head)")
 
 # %% [markdown]
 # ## The theorem, on a real model

@@ -215,28 +215,7 @@ gran.style.format("{:+.2f}")
 # We call a relation *moderate* when $|\tau| \ge 0.3$ and check each finding on the quantities it names.
 
 # %%
-def moderate(m, q):
-    return abs(tau.loc[m, q]) >= 0.3
-
-
-findings = {
-    "performance and norm over margin moderately predict relative robustness": (
-        moderate("accuracy", "corruption/relative_robustness") and moderate("spectral_over_margin", "corruption/relative_robustness"),
-        f"tau(accuracy) {tau.loc['accuracy', 'corruption/relative_robustness']:+.2f}, "
-        f"tau(spectral/margin) {tau.loc['spectral_over_margin', 'corruption/relative_robustness']:+.2f} (corruptions)"),
-    "margin and entropy moderately correlate with uncertainty robustness": (
-        moderate("margin", "corruption/uncertainty_robustness") and moderate("entropy", "corruption/uncertainty_robustness"),
-        f"tau(margin) {tau.loc['margin', 'corruption/uncertainty_robustness']:+.2f}, "
-        f"tau(entropy) {tau.loc['entropy', 'corruption/uncertainty_robustness']:+.2f} (corruptions)"),
-    "sharpness moderately predicts relative robustness to attacks": (
-        moderate("sharpness", "adversarial/relative_robustness"),
-        f"tau(sharpness) {tau.loc['sharpness', 'adversarial/relative_robustness']:+.2f}, "
-        f"magnitude-aware {tau.loc['sharpness_magnitude', 'adversarial/relative_robustness']:+.2f}"),
-}
-strongest_abs = tau.abs().max()
-findings["no single measure predicts every kind of robustness well (|tau| >= 0.7 everywhere)"] = (
-    not bool((tau.abs() >= 0.7).all(axis=1).any()),
-    f"best |tau| per quantity from {strongest_abs.min():.2f} to {strongest_abs.max():.2f}")
+findings = ms.check_findings(tau)
 res.glue("findings", {name: "agree" if ok else "disagree" for name, (ok, _) in findings.items()})
 for name, (ok, measured) in findings.items():
     res.expect(f"finding: {name}", ok, measured, enforce=False)

@@ -200,3 +200,10 @@ def test_sigma_from_iterate_is_differentiable():
     sigma_from_iterate(layer, v).backward()
     assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     assert isinstance(MinMax()(torch.randn(2, 4)), torch.Tensor)
+
+
+def test_guarantee_ordering_holds_on_one_net(trained, digits):
+    eps, models = trained
+    table, ordered = __import__("robustbook.certify", fromlist=["x"]).guarantee_ordering(
+        models, digits.x_test, digits.y_test, eps, [[3, 5, 9], [3, 8, 9], [1, 2, 8], [0, 6]])
+    assert ordered and list(table.columns) == ["local", "affinity", "rtk3"]

@@ -129,3 +129,12 @@ def test_paper_profile_path_with_a_local_robustbench_checkpoint(tmp_path, monkey
     report = mc.measure(zoo["Standard"], x, y, 8 / 255, fab_options=dict(n_iter=2), pgd_options=dict(steps=1))
     assert report.logit_margin.shape == (4,) and report.input_margin.distance.shape == (4,)
     assert set(report.detection(8 / 255)) == {"auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
+
+
+def test_linear_head_table(digits):
+    zoo = mc.load_zoo(["standard", "rescaled"], digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    reports = {n: mc.measure(m, x, y, 0.1, fab_options=dict(n_iter=10), pgd_options=dict(steps=2)) for n, m in zoo.items()}
+    table = mc.linear_head_table(zoo, reports, x)
+    assert np.isnan(table.loc["rescaled"]).all()          # its head is not linear
+    assert table.loc["standard", "pair-norm CV"] > 0 and -1 <= table.loc["standard", "tau(logit margin, feature margin)"] <= 1

@@ -144,3 +144,21 @@ def test_paper_profile_study_path_on_tiny_cifar_inputs():
     _, quantities, _ = ms.study(models, tiny, {"fgsm": {"eps": 8 / 255}}, attack_points=6, sharpness_points=6,
                                 progress=False, rgb=True, natural=(x, y))
     assert {"weather/accuracy_gap", "natural/relative_robustness"} <= set(quantities)
+
+
+def test_check_findings_reads_the_tau_table():
+    import pandas as pd
+
+    measures_ = ["accuracy", "spectral_over_margin", "margin", "entropy", "sharpness"]
+    quantities = ["corruption/relative_robustness", "corruption/uncertainty_robustness", "adversarial/relative_robustness"]
+    tau = pd.DataFrame(0.1, index=measures_, columns=quantities)
+    tau.loc["accuracy", "corruption/relative_robustness"] = 0.5
+    tau.loc["spectral_over_margin", "corruption/relative_robustness"] = -0.4
+    tau.loc["sharpness", "adversarial/relative_robustness"] = 0.2
+    out = ms.check_findings(tau)
+    assert out["performance and norm over margin moderately predict relative robustness"][0]
+    assert not out["margin and entropy moderately correlate with uncertainty robustness"][0]
+    assert not out["sharpness moderately predicts relative robustness to attacks"][0]
+    assert out["no single measure predicts every kind of robustness well (|tau| >= 0.7 everywhere)"][0]
+    tau.loc["margin"] = 0.9
+    assert not ms.check_findings(tau)["no single measure predicts every kind of robustness well (|tau| >= 0.7 everywhere)"][0]

@@ -437,3 +437,23 @@ def lipschitz_report(net: GloroNet, x: torch.Tensor) -> dict:
     power = torch.tensor(net.converge()).prod().item()
     exact = math.prod(float(exact_sigma(layer, shape)) for layer, shape in net._linear_layers())
     return {"power_iteration": power, "exact": exact, "ratio": power / exact}
+
+
+def guarantee_ordering(nets: dict[str, GloroNet], x: torch.Tensor, y: torch.Tensor, eps: float,
+                       groups: list[list[int]]):
+    """VRA of each trained net certified as local, affinity and RTK_K (K = largest group), weights shared.
+
+    On one net the three are ordered by construction (local <= affinity <= RTK_K); returns the
+    table and whether every row respects the order.
+    """
+    import pandas as pd
+
+    K = max(len(g) for g in groups)
+    rows = {}
+    for trained, net in nets.items():
+        variants = {"local": as_relaxation(net, "local"), "affinity": as_relaxation(net, "affinity", groups=groups),
+                    f"rtk{K}": as_relaxation(net, "rtk", K=K)}
+        rows[f"trained for {trained}"] = evaluate(variants, x, y, eps)["vra"]
+    table = pd.DataFrame(rows).T
+    ordered = bool(((table["local"] <= table["affinity"]) & (table["affinity"] <= table[f"rtk{K}"])).all())
+    return table, ordered

@@ -274,3 +274,29 @@ def summary(reports: dict[str, MarginReport], eps: float, n_boot: int = 200):
                       "kendall_tau": tau.tau, "tau_low": tau.low, "tau_high": tau.high,
                       **{k: v for k, v in r.detection(eps).items()}, "fab_failures": r.input_margin.failures}
     return pd.DataFrame(rows).T
+
+
+def linear_head_table(models: dict[str, nn.Module], reports: dict[str, MarginReport], x: torch.Tensor,
+                      norm: str = "Linf"):
+    """Per model: the spread of ||w_i - w_j||_q over class pairs (coefficient of variation, q dual to
+    ``norm``) and Kendall's tau between the logit margin and the exact feature-space margin of the
+    linear head.  NaN for models whose last layer is not a plain linear head."""
+    import pandas as pd
+
+    from .margins import feature_margin, linear_head
+
+    q = {"Linf": 1, "L2": 2}[norm]
+    rows = {}
+    for name, model in models.items():
+        head = linear_head(model)
+        if head is None:
+            rows[name] = {"pair-norm CV": float("nan"), "tau(logit margin, feature margin)": float("nan")}
+            continue
+        features, w, b = head
+        with torch.no_grad():
+            fm = feature_margin(w, b, features(x), norm)
+        pair = torch.cdist(w.detach()[None], w.detach()[None], p=q)[0]
+        pair = pair[~torch.eye(len(pair), dtype=torch.bool)]
+        rows[name] = {"pair-norm CV": (pair.std() / pair.mean()).item(),
+                      "tau(logit margin, feature margin)": kendall_tau(reports[name].logit_margin, fm, n_boot=0).tau}
+    return pd.DataFrame(rows).T

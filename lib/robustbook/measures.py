@@ -249,3 +249,32 @@ def correlations(measures, quantities, n_boot: int = 0):
 
     return pd.DataFrame({q: {m: kendall_tau(measures[m], quantities[q], n_boot=n_boot).tau for m in measures.columns}
                          for q in quantities.columns})
+
+
+# The study's findings as data: (measures that must all relate moderately, the quantity they predict).
+FINDINGS = {
+    "performance and norm over margin moderately predict relative robustness":
+        (("accuracy", "spectral_over_margin"), "corruption/relative_robustness"),
+    "margin and entropy moderately correlate with uncertainty robustness":
+        (("margin", "entropy"), "corruption/uncertainty_robustness"),
+    "sharpness moderately predicts relative robustness to attacks":
+        (("sharpness",), "adversarial/relative_robustness"),
+}
+
+
+def check_findings(tau, moderate: float = 0.3, strong: float = 0.7) -> dict:
+    """Each finding of the study against a tau table: {finding: (agrees, what was measured)}.
+
+    A relation is moderate when |tau| >= ``moderate``.  The overall finding "no single measure
+    predicts every kind of robustness well" agrees when no measure reaches |tau| >= ``strong`` on every quantity.
+    """
+    out = {}
+    for finding, (measures_, quantity) in FINDINGS.items():
+        values = {m: float(tau.loc[m, quantity]) for m in measures_}
+        out[finding] = (all(abs(v) >= moderate for v in values.values()),
+                        ", ".join(f"tau({m}) {v:+.2f}" for m, v in values.items()) + f" on {quantity}")
+    best = tau.abs().max()
+    out[f"no single measure predicts every kind of robustness well (|tau| >= {strong} everywhere)"] = (
+        not bool((tau.abs() >= strong).all(axis=1).any()),
+        f"best |tau| per quantity from {best.min():.2f} to {best.max():.2f}")
+    return out
