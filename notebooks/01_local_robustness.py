@@ -71,9 +71,7 @@ from robustbook.margins import compare_to_exact
 from robustbook.plots import adversarial_pairs, estimate_vs_exact
 
 CHAPTER = "01_local_robustness"
-P = rb.parameters(CHAPTER, globals())
-print(rb.setup(P["seed"]))
-res = rb.Results(CHAPTER)
+P, res = rb.start(CHAPTER, globals())
 pd.Series(P, name="value").to_frame()
 
 # %% [markdown]

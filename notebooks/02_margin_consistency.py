@@ -75,14 +75,11 @@ import torch
 
 import robustbook as rb
 from robustbook import consistency as mc
-from robustbook.attacks import predict_logits
 from robustbook.data import subset
-from robustbook.plots import margin_scatter
+from robustbook.plots import margin_scatter, pseudo_margin_fit, separating_threshold
 
 CHAPTER = "02_margin_consistency"
-P = rb.parameters(CHAPTER, globals())
-print(rb.setup(P["seed"]))
-res = rb.Results(CHAPTER)
+P, res = rb.start(CHAPTER, globals())
 pd.Series(P, name="value").to_frame()
 
 # %% [markdown]
@@ -184,15 +181,8 @@ mc.linear_head_table(zoo, reports, x, P["norm"]).style.format("{:.3f}", na_rep="
 # %%
 sep = mc.separating_threshold(ref.logit_margin, ref.input_margin.distance, P["eps"], ref.success)
 ok = ref.success.numpy()
-d_in, d_out = ref.input_margin.distance.numpy()[ok], ref.logit_margin.numpy()[ok]
-fig, ax = plt.subplots(figsize=(5.5, 4))
-wrong = (d_in <= P["eps"]) != (d_out <= sep["threshold"])
-ax.scatter(d_in[~wrong], d_out[~wrong], s=10, alpha=0.5, label="separated correctly")
-ax.scatter(d_in[wrong], d_out[wrong], s=18, color="tab:red", label="on the wrong side")
-ax.axvline(P["eps"], color="0.3", ls=":", lw=1)
-ax.axhline(sep["threshold"], color="0.3", ls="--", lw=1)
-ax.set(xlabel="input margin (FAB)", ylabel="logit margin", title=f"{P['reference_model']}: best threshold")
-ax.legend()
+separating_threshold(ref.input_margin.distance.numpy()[ok], ref.logit_margin.numpy()[ok], P["eps"], sep["threshold"],
+                     title=f"{P['reference_model']}: best threshold")
 plt.show()
 res.glue("theorem_errors", sep["errors"])
 res.glue("theorem_points", sep["points"])
@@ -214,29 +204,17 @@ res.glue("theorem_threshold", sep["threshold"])
 # split, and evaluate on the test points above.
 
 # %%
-bad = zoo[P["inconsistent_model"]]
 x_fit, _ = subset(data.x_train, data.y_train, P["pseudo_train_points"], seed=P["seed"])
 x_val, _ = subset(data.x_val, data.y_val, P["pseudo_val_points"], seed=P["seed"])
-fit_margin = rb.input_margin(bad, x_fit, P["norm"], **fab_options)
-val_margin = rb.input_margin(bad, x_val, P["norm"], **fab_options)
-pseudo = mc.PseudoMargin(epochs=P["pseudo_epochs"], lr=P["pseudo_lr"], seed=P["seed"]).fit(
-    predict_logits(bad, x_fit), fit_margin.distance, predict_logits(bad, x_val), val_margin.distance)
 bad_report = reports[P["inconsistent_model"]]
-pseudo_score = pseudo(bad_report.logits)
-before = {"tau": bad_report.tau(n_boot=0).tau, **bad_report.detection(P["eps"])}
-after = {"tau": mc.kendall_tau(pseudo_score, bad_report.input_margin.distance, bad_report.success, n_boot=0).tau,
-         **mc.detection(-pseudo_score, bad_report.input_margin.distance, P["eps"], bad_report.success)}
+pseudo, pseudo_score, before, after = mc.repair_with_pseudo_margin(
+    zoo[P["inconsistent_model"]], bad_report, x_fit, x_val, P["eps"], P["norm"], fab_options,
+    P["pseudo_epochs"], P["pseudo_lr"], P["seed"])
 repair = pd.DataFrame({"logit margin": before, "pseudo-margin": after}).T.drop(columns="non_robust_share")
 res.glue("pseudo_margin", {"tau_before": before["tau"], "tau_after": after["tau"],
                            "auroc_before": before["auroc"], "auroc_after": after["auroc"]})
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-axes[0].plot(np.array(pseudo.history), label=["training", "validation"])
-axes[0].axvline(pseudo.best_epoch - 1, color="0.4", ls=":")
-axes[0].set(xlabel="epoch", ylabel=r"MSE on $\sqrt{d_{in}}$", yscale="log", title="pseudo-margin training")
-axes[0].legend()
 ok = bad_report.success.numpy()
-axes[1].scatter(bad_report.input_margin.distance.numpy()[ok], pseudo_score.numpy()[ok], s=8, alpha=0.6)
-axes[1].set(xlabel="input margin (FAB)", ylabel="pseudo-margin", title=P["inconsistent_model"])
+pseudo_margin_fit(pseudo, bad_report.input_margin.distance.numpy()[ok], pseudo_score.numpy()[ok], P["inconsistent_model"])
 plt.show()
 repair.style.format("{:.3f}")
 
@@ -273,12 +251,11 @@ estimates[["fit_points", "evaluated_points", "estimate", "attack", "error"]].sty
 # ## The cost
 #
 # Scoring with the logit margin is a forward pass; estimating input margins is an attack with
-# many forward and backward passes per point and per class. Timed on the reference model for the
-# same points:
+# many forward and backward passes per point and per class. Timed on the reference model for
+# `subset_points` of the points above (FAB run afresh, not read from the margin cache):
 
 # %%
-cost = pd.Series({"logit margin (s)": ref.logit_seconds, "FAB input margin (s)": ref.fab_seconds,
-                  "ratio FAB / logit margin": ref.fab_seconds / ref.logit_seconds})
+cost = pd.Series(mc.margin_cost(zoo[P["reference_model"]], x[:P["subset_points"]], P["norm"], fab_options))
 res.glue("cost_ratio_fab_over_logit_margin", cost["ratio FAB / logit margin"])
 cost.to_frame("value")
 

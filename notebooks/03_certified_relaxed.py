@@ -79,12 +79,10 @@ import torch
 
 import robustbook as rb
 from robustbook import certify
-from robustbook.plots import certified_regions
+from robustbook.plots import certified_regions, image_row
 
 CHAPTER = "03_certified_relaxed"
-P = rb.parameters(CHAPTER, globals())
-print(rb.setup(P["seed"]))
-res = rb.Results(CHAPTER)
+P, res = rb.start(CHAPTER, globals())
 pd.Series(P, name="value").to_frame()
 
 # %% [markdown]
@@ -181,13 +179,9 @@ idx = torch.nonzero(cert.set_size >= 2).flatten()[:8]
 res.glue("relaxed_only_share", (cert.set_size >= 2).double().mean().item())
 res.glue("rtk_name", rtk_name)
 if len(idx):
-    fig, axes = plt.subplots(1, len(idx), figsize=(1.5 * len(idx), 2.2), squeeze=False)
-    for ax, i in zip(axes[0], idx.tolist()):
-        ax.imshow(data.x_test[i, 0], cmap="gray_r", vmin=0, vmax=1)
-        members = torch.nonzero(cert.certified_set[i]).flatten().tolist()
-        ax.set_title("{" + ", ".join(map(str, members)) + "}", fontsize=10)
-        ax.set_xlabel(f"label {int(data.y_test[i])}", fontsize=9)
-        ax.set_xticks([]), ax.set_yticks([])
+    image_row([data.x_test[i] for i in idx.tolist()],
+              ["{" + ", ".join(map(str, torch.nonzero(cert.certified_set[i]).flatten().tolist())) + "}" for i in idx.tolist()],
+              [f"label {int(data.y_test[i])}" for i in idx.tolist()])
     plt.show()
 
 # %% [markdown]

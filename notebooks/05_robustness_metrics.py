@@ -58,22 +58,19 @@ seed = None
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
 import robustbook as rb
 import robustbook.shifts
 from robustbook import measures as ms
-from robustbook.attacks import attack, predict_logits
+from robustbook.attacks import predict_logits, run_attacks
+from robustbook.plots import corruption_grid, image_row
 from robustbook.shifts import CORRUPTIONS, SEVERITIES, corrupt
 from robustbook.stats import granulated_kendall, kendall_tau
 
 CHAPTER = "05_robustness_metrics"
-P = rb.parameters(CHAPTER, globals())
-print(rb.setup(P["seed"]))
-res = rb.Results(CHAPTER)
+P, res = rb.start(CHAPTER, globals())
 pd.Series(P, name="value").to_frame()
 
 # %% [markdown]
@@ -106,17 +103,7 @@ plt.show()
 # CIFAR-10, needs RGB images of at least 32x32. One test digit under each corruption and severity:
 
 # %%
-digit = data.x_test[:1]
-fig, axes = plt.subplots(len(CORRUPTIONS), len(SEVERITIES) + 1, figsize=(7.5, 1.25 * len(CORRUPTIONS)))
-for row, name in enumerate(CORRUPTIONS):
-    axes[row, 0].imshow(digit[0, 0], cmap="gray_r", vmin=0, vmax=1)
-    axes[row, 0].set_ylabel(name.replace("_", " "), rotation=0, ha="right", va="center", fontsize=9)
-    for s in SEVERITIES:
-        axes[row, s].imshow(corrupt(digit, name, s, P["seed"])[0, 0], cmap="gray_r", vmin=0, vmax=1)
-for ax in axes.flat:
-    ax.set_xticks([]), ax.set_yticks([])
-for s in range(len(SEVERITIES) + 1):
-    axes[0, s].set_title("clean" if s == 0 else f"severity {s}", fontsize=9)
+corruption_grid(data.x_test[:1], lambda x, name, s: corrupt(x, name, s, P["seed"]), list(CORRUPTIONS), SEVERITIES)
 plt.show()
 
 # %% [markdown]
@@ -135,16 +122,9 @@ res.glue("attack_eps", P["attack_eps"])
 res.glue("attack_eps_l2", P["attack_eps_l2"])
 best = zoo[int(accuracy.idxmax())]
 x0, y0 = data.x_test[:1], data.y_test[:1]
-fig, axes = plt.subplots(1, len(attacks) + 1, figsize=(9, 1.9))
-axes[0].imshow(x0[0, 0], cmap="gray_r", vmin=0, vmax=1)
-axes[0].set_title(f"clean: {int(predict_logits(best, x0).argmax())}", fontsize=9)
-for ax, (name, options) in zip(axes[1:], attacks.items()):
-    opts = dict(options)
-    x_adv = attack(name, best, x0, y0, opts.pop("eps"), **opts)
-    ax.imshow(x_adv[0, 0], cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title(f"{name}: {int(predict_logits(best, x_adv).argmax())}", fontsize=9)
-for ax in axes:
-    ax.set_xticks([]), ax.set_yticks([])
+adversarial = {"clean": x0, **run_attacks(best, x0, y0, attacks)}
+image_row([a[0] for a in adversarial.values()],
+          [f"{name}: {int(predict_logits(best, a).argmax())}" for name, a in adversarial.items()])
 plt.show()
 
 # %% [markdown]

@@ -93,3 +93,11 @@ def test_paper_profile_path_fine_tunes_a_local_robustbench_checkpoint():
     robust = abstain.empirically_robust(era, x, 1 / 255, steps=1, restarts=1)
     out = abstain.compositional(sel, correct, robust, correct, robust)
     assert set(out) == {"natural_accuracy", "robust_accuracy", "r_rob_inacc", "selected"}
+
+
+def test_indicators_match_evaluate(digits):
+    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=5), digits, progress=False)
+    x, y = digits.x_test[:80], digits.y_test[:80]
+    correct, robust = abstain.indicators(model, x, y, 0.1, steps=5)
+    assert torch.equal(correct, predict_logits(model, x).argmax(1) == y)
+    assert abstain.evaluate(model, x, y, 0.1, steps=5) == abstain.robustness_metrics(correct, robust)

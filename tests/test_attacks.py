@@ -54,3 +54,13 @@ def test_fab_points_are_real_adversarial_examples(mlp, digits):
     small = r.success & (r.distance <= 0.05)
     assert (r.distance[r.success] > 0).all()
     assert small.any()
+
+
+def test_run_attacks_applies_each_attack_with_its_options(mlp, digits):
+    from robustbook.attacks import run_attacks
+
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    out = run_attacks(mlp, x, y, {"fgsm": {"eps": 0.05}, "pgd": {"eps": 0.1, "steps": 5}})
+    assert list(out) == ["fgsm", "pgd"]
+    assert torch.equal(out["fgsm"], fgsm(mlp, x, y, 0.05))
+    assert float(lp_norm(out["pgd"] - x, "Linf").max()) <= 0.1 + 1e-6

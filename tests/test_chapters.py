@@ -98,3 +98,12 @@ def test_chapter_1_results_have_the_documented_keys(smoke_runs, book_project):
         assert key in results
     assert results["linear_margin_below_exact"] == 0
     assert 0 <= results["standard_robust_accuracy"] <= results["standard_clean_accuracy"] <= 1
+
+
+def test_start_validates_seeds_and_returns_a_recorder():
+    from robustbook.chapters import start
+
+    params, res = start(CH1, {"profile": "smoke", "eps": 0.05})
+    assert params["eps"] == 0.05 and params["profile"] == "smoke" and res.chapter == CH1
+    with pytest.raises(ParameterError, match="valid choices"):
+        start(CH1, {"profile": "smoke", "dataset": "imagenet"})

@@ -106,7 +106,8 @@ def test_measure_and_summary_on_a_small_zoo(digits):
     table = mc.summary(reports, 0.1, n_boot=5)
     assert list(table.index) == ["standard", "rescaled"]
     assert {"kendall_tau", "auroc", "aupr", "fpr_at_95_tpr", "fab_failures", "robust_accuracy"} <= set(table.columns)
-    assert reports["standard"].fab_seconds > reports["standard"].logit_seconds
+    cost = mc.margin_cost(zoo["standard"], x, fab_options=dict(n_iter=20))
+    assert cost["FAB input margin (s)"] > cost["logit margin (s)"] > 0
 
 
 def test_paper_profile_path_with_a_local_robustbench_checkpoint(tmp_path, monkeypatch):
@@ -138,3 +139,16 @@ def test_linear_head_table(digits):
     table = mc.linear_head_table(zoo, reports, x)
     assert np.isnan(table.loc["rescaled"]).all()          # its head is not linear
     assert table.loc["standard", "pair-norm CV"] > 0 and -1 <= table.loc["standard", "tau(logit margin, feature margin)"] <= 1
+
+
+def test_repair_with_pseudo_margin_reports_before_and_after(digits):
+    zoo = mc.load_zoo(["rescaled"], digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
+    model = zoo["rescaled"]
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    report = mc.measure(model, x, y, 0.1, fab_options=dict(n_iter=20), pgd_options=dict(steps=2))
+    pseudo, score, before, after = mc.repair_with_pseudo_margin(
+        model, report, digits.x_train[:60], digits.x_val[:30], 0.1, fab_options=dict(n_iter=20), epochs=20, lr=1e-3)
+    assert score.shape == (40,) and (score >= 0).all()
+    assert before["tau"] == pytest.approx(report.tau(n_boot=0).tau)
+    assert set(after) == {"tau", "auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
+    assert 1 <= pseudo.best_epoch <= 20

@@ -71,3 +71,21 @@ def test_fab_matches_the_exact_linear_margin(linear, digits):
 def test_compare_to_exact_counts_violations():
     cmp = compare_to_exact(torch.tensor([1.0, 0.5, 2.0]), torch.tensor([1.0, 1.0, 2.0 - 1e-4]))
     assert cmp["below_exact"] == 1 and cmp["agreement"] == pytest.approx(2 / 3)
+
+
+def test_input_margins_are_cached_by_model_inputs_and_options(linear, digits):
+    from robustbook.runtime import cache_dir
+
+    x = digits.x_test[:20]
+    before = set((cache_dir() / "margins").glob("*.pt")) if (cache_dir() / "margins").exists() else set()
+    first = input_margin(linear, x, "Linf", restarts=1, target_classes=1)
+    added = set((cache_dir() / "margins").glob("*.pt")) - before
+    assert len(added) == 1
+    again = input_margin(linear, x, "Linf", restarts=1, target_classes=1)
+    assert torch.equal(torch.nan_to_num(first.distance), torch.nan_to_num(again.distance))
+    assert torch.equal(first.success, again.success)
+    input_margin(linear, x, "Linf", restarts=1, target_classes=2)          # other options: another entry
+    input_margin(linear, x[:10], "Linf", restarts=1, target_classes=1)     # other inputs: another entry
+    assert len(set((cache_dir() / "margins").glob("*.pt")) - before) == 3
+    fresh = input_margin(linear, x, "Linf", cache=False, restarts=1, target_classes=1)
+    assert torch.allclose(fresh.distance, first.distance, equal_nan=True)

@@ -9,7 +9,7 @@ A handful of entry points (the rest lives in one module per concept):
 >>> margins = rb.input_margin(model, data.x_test)      # FAB: distances + success mask
 """
 from .attacks import ATTACKS, accuracy, attack, fab, robust_accuracy
-from .chapters import parameters
+from .chapters import parameters, start
 from .data import DATASETS, load_dataset
 from .margins import input_margin, linear_input_margin, logit_margin
 from .models import ARCHITECTURES, build_model, load_robustbench
@@ -21,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ATTACKS", "ARCHITECTURES", "DATASETS", "LOSSES", "Results", "TrainConfig", "accuracy", "attack",
     "build_model", "fab", "input_margin", "linear_input_margin", "load_dataset", "load_robustbench",
-    "logit_margin", "parameters", "robust_accuracy", "setup", "train",
+    "logit_margin", "parameters", "robust_accuracy", "setup", "start", "train",
 ]

@@ -51,10 +51,14 @@ def robustness_metrics(correct: torch.Tensor, robust: torch.Tensor) -> dict:
     }
 
 
+def indicators(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **attack) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per point: is the prediction correct, and is it (empirically) robust at ``eps``?"""
+    return predict_logits(model, x).argmax(1) == y, empirically_robust(model, x, eps, **attack)
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **attack) -> dict:
     """:func:`robustness_metrics` of a model, robustness measured empirically at ``eps``."""
-    correct = predict_logits(model, x).argmax(1) == y
-    return robustness_metrics(correct, empirically_robust(model, x, eps, **attack))
+    return robustness_metrics(*indicators(model, x, y, eps, **attack))
 
 
 # --------------------------------------------------------------------------- selectors

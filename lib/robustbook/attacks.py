@@ -222,6 +222,15 @@ def attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     return ATTACKS[name](model, x, y, eps, **options)
 
 
+def run_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """Adversarial versions of (x, y) for several attacks: ``{name: {"eps": ..., **options}}``."""
+    out = {}
+    for name, options in attacks.items():
+        opts = dict(options)
+        out[name] = attack(name, model, x, y, opts.pop("eps"), **opts)
+    return out
+
+
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

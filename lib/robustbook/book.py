@@ -150,7 +150,6 @@ def sync_colab(check: bool = False) -> list[str]:
 
     Returns the names whose notebook was (or would be) changed.
     """
-    import jupytext
     import nbformat
 
     changed = []

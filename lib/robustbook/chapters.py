@@ -113,6 +113,19 @@ def parameters(name: str, namespace: Mapping[str, Any]) -> dict:
     return resolve(name, namespace.get("profile", "cpu"), overrides)
 
 
+def start(name: str, namespace: Mapping[str, Any]):
+    """The first code cell of every chapter: validated parameters, seeds and threads, a results recorder.
+
+    Returns ``(P, res)``: the parameter dict and the chapter's :class:`robustbook.results.Results`.
+    """
+    from .results import Results
+    from .runtime import setup
+
+    params = parameters(name, namespace)
+    print(setup(params["seed"]))
+    return params, Results(name)
+
+
 def parse_value(text: str) -> Any:
     """A CLI value: a Python literal when it parses as one (``0.1``, ``[1, 2]``, ``True``), else the string."""
     import ast

@@ -230,8 +230,6 @@ class MarginReport:
     input_margin: "object"      # attacks.MinimumNorm
     correct: torch.Tensor
     robust_accuracy: float
-    fab_seconds: float
-    logit_seconds: float
 
     @property
     def success(self) -> torch.Tensor:
@@ -246,21 +244,32 @@ class MarginReport:
 
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
             fab_options: dict | None = None, pgd_options: dict | None = None) -> MarginReport:
-    """Logit margins (timed), FAB input margins (timed) and PGD robust accuracy of ``model`` on (x, y)."""
-    import time
-
+    """Logit margins, FAB input margins (cached) and PGD robust accuracy of ``model`` on (x, y)."""
     from .attacks import predict_logits, robust_accuracy
     from .margins import input_margin, logit_margin
 
-    start = time.perf_counter()
     logits = predict_logits(model, x)
-    lm = logit_margin(logits)
+    im = input_margin(model, x, norm, **(fab_options or {}))
+    rob = robust_accuracy(model, x, y, eps, "pgd", norm=norm, **(pgd_options or {}))
+    return MarginReport(logits, logit_margin(logits), im, logits.argmax(1) == y, rob)
+
+
+def margin_cost(model: nn.Module, x: torch.Tensor, norm: str = "Linf", fab_options: dict | None = None) -> dict:
+    """Seconds to score ``x`` with the logit margin and to estimate its input margins with FAB
+    (never from the cache: this is what the cache saves), and their ratio."""
+    import time
+
+    from .attacks import predict_logits
+    from .margins import input_margin, logit_margin
+
+    start = time.perf_counter()
+    logit_margin(predict_logits(model, x))
     logit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    im = input_margin(model, x, norm, **(fab_options or {}))
+    input_margin(model, x, norm, cache=False, **(fab_options or {}))
     fab_seconds = time.perf_counter() - start
-    rob = robust_accuracy(model, x, y, eps, "pgd", norm=norm, **(pgd_options or {}))
-    return MarginReport(logits, lm, im, logits.argmax(1) == y, rob, fab_seconds, logit_seconds)
+    return {"logit margin (s)": logit_seconds, "FAB input margin (s)": fab_seconds,
+            "ratio FAB / logit margin": fab_seconds / logit_seconds}
 
 
 def summary(reports: dict[str, MarginReport], eps: float, n_boot: int = 200):
@@ -300,3 +309,27 @@ def linear_head_table(models: dict[str, nn.Module], reports: dict[str, MarginRep
         rows[name] = {"pair-norm CV": (pair.std() / pair.mean()).item(),
                       "tau(logit margin, feature margin)": kendall_tau(reports[name].logit_margin, fm, n_boot=0).tau}
     return pd.DataFrame(rows).T
+
+
+def repair_with_pseudo_margin(model: nn.Module, report: MarginReport, x_fit: torch.Tensor, x_val: torch.Tensor,
+                              eps: float, norm: str = "Linf", fab_options: dict | None = None,
+                              epochs: int = 500, lr: float = 1e-4, seed: int = 0):
+    """Fit a :class:`PseudoMargin` on the logits of held-out points whose input margins FAB estimates
+    (``x_fit`` to train, ``x_val`` to stop early), then score the points of ``report``.
+
+    Returns ``(pseudo, score, before, after)``: the learner, its scores on the report's points, and
+    tau plus detection metrics of the logit margin (before) and of the pseudo-margin (after).
+    """
+    from .attacks import predict_logits
+    from .margins import input_margin
+
+    fab_options = fab_options or {}
+    fit_margin = input_margin(model, x_fit, norm, **fab_options)
+    val_margin = input_margin(model, x_val, norm, **fab_options)
+    pseudo = PseudoMargin(epochs=epochs, lr=lr, seed=seed).fit(
+        predict_logits(model, x_fit), fit_margin.distance, predict_logits(model, x_val), val_margin.distance)
+    score = pseudo(report.logits)
+    d = report.input_margin.distance
+    before = {"tau": report.tau(n_boot=0).tau, **report.detection(eps)}
+    after = {"tau": kendall_tau(score, d, report.success, n_boot=0).tau, **detection(-score, d, eps, report.success)}
+    return pseudo, score, before, after

@@ -20,12 +20,27 @@ def logit_margin(logits: torch.Tensor) -> torch.Tensor:
     return top2[:, 0] - top2[:, 1]
 
 
-def input_margin(model: nn.Module, x: torch.Tensor, norm: str = "Linf", **fab_options) -> MinimumNorm:
+def input_margin(model: nn.Module, x: torch.Tensor, norm: str = "Linf", cache: bool = True,
+                 **fab_options) -> MinimumNorm:
     """Estimate the input margin of the model's own prediction with FAB.
 
-    Returns distances with a success mask; failed points carry NaN, not 0.
+    Returns distances with a success mask; failed points carry NaN, not 0.  FAB is by far the most
+    expensive step of the book, so results are cached under ``cache_dir()/margins``, keyed by the
+    model (its layers and every weight and buffer), the inputs, the norm and the FAB options.
     """
-    return fab(model, x, None, norm=norm, **fab_options)
+    from .runtime import cache_dir, load_torch, save_torch, stable_hash, tensor_fingerprint
+
+    if not cache:
+        return fab(model, x, None, norm=norm, **fab_options)
+    key = stable_hash([repr(model), {k: tensor_fingerprint(v) for k, v in model.state_dict().items()},
+                       tensor_fingerprint(x), norm, fab_options])
+    path = cache_dir() / "margins" / f"{key}.pt"
+    if path.is_file():
+        stored = load_torch(path)
+        return MinimumNorm(stored["x_adv"], stored["distance"], stored["success"])
+    result = fab(model, x, None, norm=norm, **fab_options)
+    save_torch({"x_adv": result.x_adv, "distance": result.distance, "success": result.success}, path)
+    return result
 
 
 def _pair_gaps(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor):

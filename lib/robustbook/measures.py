@@ -187,7 +187,6 @@ RGB_SHIFT_FAMILIES = {      # imagecorruptions (RGB, >= 32x32), CIFAR-10-C's fam
     "weather": ("snow", "frost", "spatter"),
     "digital": ("contrast", "brightness", "saturate", "jpeg_compression", "pixelate", "elastic_transform"),
 }
-PERFORMANCE = ("accuracy", "precision", "recall", "f1", "log_loss")
 
 
 def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points: int = 200,
@@ -203,7 +202,7 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     """
     import pandas as pd
 
-    from .attacks import attack
+    from .attacks import run_attacks
     from .data import subset
     from .shifts import SEVERITIES, corrupt, corrupt_rgb
 
@@ -231,11 +230,8 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
         if natural is not None:
             per_shift["natural"] = [shift_quantities(clean, performance(model, natural[0], natural[1], C))]
         clean_a = performance(model, xa, ya, C)
-        per_shift["adversarial"] = []
-        for name, options in attacks.items():
-            opts = dict(options)
-            x_adv = attack(name, model, xa, ya, opts.pop("eps"), **opts)
-            per_shift["adversarial"].append(shift_quantities(clean_a, performance(model, x_adv, ya, C)))
+        per_shift["adversarial"] = [shift_quantities(clean_a, performance(model, x_adv, ya, C))
+                                    for x_adv in run_attacks(model, xa, ya, attacks).values()]
         quantity_rows.append({f"{fam}/{k}": float(np.mean([q[k] for q in qs]))
                               for fam, qs in per_shift.items() for k in qs[0]})
     return pd.DataFrame(measure_rows), pd.DataFrame(quantity_rows), float(np.mean(sharp_seconds))

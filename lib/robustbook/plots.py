@@ -117,3 +117,54 @@ def certified_regions(net, x: torch.Tensor, y: torch.Tensor, eps: float, ax=None
     ax.imshow(colour.reshape(resolution, resolution, 3).numpy(), origin="lower", extent=(*lim, *lim), aspect="auto",
               interpolation="nearest")
     return _points(ax, x, y, n_classes, lim, title)
+
+
+def separating_threshold(input_margin, logit_margin, eps: float, threshold: float, title: str = "", ax=None):
+    """Input vs logit margin with the radius (dotted) and a logit-margin threshold (dashed); points on
+    the wrong side of "non-robust iff logit margin <= threshold" in red."""
+    ax = ax or plt.subplots(figsize=(5.5, 4))[1]
+    d_in, d_out = np.asarray(input_margin), np.asarray(logit_margin)
+    wrong = (d_in <= eps) != (d_out <= threshold)
+    ax.scatter(d_in[~wrong], d_out[~wrong], s=10, alpha=0.5, label="separated correctly")
+    ax.scatter(d_in[wrong], d_out[wrong], s=18, color="tab:red", label="on the wrong side")
+    ax.axvline(eps, color="0.3", ls=":", lw=1)
+    ax.axhline(threshold, color="0.3", ls="--", lw=1)
+    ax.set(xlabel="input margin (FAB)", ylabel="logit margin", title=title)
+    ax.legend()
+    return ax
+
+
+def pseudo_margin_fit(pseudo, input_margin, score, title: str = ""):
+    """Training curves of a pseudo-margin (with the kept epoch) and its scores against the input margin."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(np.array(pseudo.history), label=["training", "validation"])
+    axes[0].axvline(pseudo.best_epoch - 1, color="0.4", ls=":")
+    axes[0].set(xlabel="epoch", ylabel=r"MSE on $\sqrt{d_{in}}$", yscale="log", title="pseudo-margin training")
+    axes[0].legend()
+    axes[1].scatter(np.asarray(input_margin), np.asarray(score), s=8, alpha=0.6)
+    axes[1].set(xlabel="input margin (FAB)", ylabel="pseudo-margin", title=title)
+    return fig
+
+
+def image_row(images, titles, xlabels=None, width: float = 1.5):
+    """One row of images (C, H, W in [0, 1]) with a title (and optionally a label) under each."""
+    fig, axes = plt.subplots(1, len(images), figsize=(width * len(images), 2.2), squeeze=False)
+    for i, (ax, img) in enumerate(zip(axes[0], images)):
+        _image(ax, img)
+        ax.set_title(titles[i], fontsize=9)
+        if xlabels:
+            ax.set_xlabel(xlabels[i], fontsize=9)
+    return fig
+
+
+def corruption_grid(image, corrupt_fn, names, severities):
+    """One image (1, C, H, W) under every corruption (rows) and severity (columns), the clean image first."""
+    fig, axes = plt.subplots(len(names), len(severities) + 1, figsize=(7.5, 1.25 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        _image(axes[row, 0], image[0])
+        axes[row, 0].set_ylabel(name.replace("_", " "), rotation=0, ha="right", va="center", fontsize=9)
+        for col, s in enumerate(severities, start=1):
+            _image(axes[row, col], corrupt_fn(image, name, s)[0])
+    for col in range(len(severities) + 1):
+        axes[0, col].set_title("clean" if col == 0 else f"severity {severities[col - 1]}", fontsize=9)
+    return fig

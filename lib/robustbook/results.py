@@ -5,7 +5,6 @@ number for both, so the prose and the JSON can never disagree.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -81,10 +80,3 @@ class Results:
         """Write the glued numbers to ``<chapter>.json`` and the claims to ``<chapter>.claims.json``."""
         save_json(self.claims, self.path.with_suffix(".claims.json"))
         return save_json(self.values, self.path)
-
-
-def load_results(chapter: str) -> dict:
-    path = results_dir() / f"{chapter}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no results for {chapter}: run `python -m robustbook run {chapter}` first ({path})")
-    return json.loads(path.read_text())

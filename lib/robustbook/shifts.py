@@ -19,13 +19,9 @@ from torchvision.transforms.functional import gaussian_blur
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def _noise(gen, shape):
-    return torch.randn(shape, generator=gen)
-
-
 def gaussian_noise(x, severity, gen):
     sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
-    return x + sigma * _noise(gen, x.shape)
+    return x + sigma * torch.randn(x.shape, generator=gen)
 
 
 def shot_noise(x, severity, gen):

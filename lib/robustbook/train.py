@@ -9,7 +9,6 @@ registry (:data:`LOSSES`), so later chapters add theirs (GloRo, ERA) without if-
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -203,11 +202,6 @@ def train(cfg: TrainConfig, data: Data, init: nn.Module | None = None, cache: bo
         save_torch(model.state_dict(), path)
         save_json({"config": asdict(cfg), "dataset": data.name, "history": history}, path.with_suffix(".json"))
     return model
-
-
-def load_history(cfg: TrainConfig, data: Data) -> list[dict]:
-    path = checkpoint_path(cfg, data).with_suffix(".json")
-    return json.loads(path.read_text())["history"] if path.is_file() else []
 
 
 def _register_chapter_losses() -> None:
