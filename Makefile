@@ -1,31 +1,45 @@
 # Two commands do all set-up on a fresh machine:
 #   make book   create .venv if missing, install the pinned stack, execute every chapter (cpu profile), render _build/html
-#   make test   create .venv if missing, install, run the test suite
-# The venv is reinstalled only when the dependency spec (pyproject.toml or this Makefile) changes.
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+#   make test   the same set-up, plus headless Chromium for the browser test, then the test suite
+# The venv is reinstalled only when the dependency spec (pyproject.toml, constraints.txt or this Makefile) changes.
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
 PROFILE ?= cpu
+EDITION ?= instructor
 
-.PHONY: book test venv notebooks bench clean
+.PHONY: book student test venv browser notebooks bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -c constraints.txt -e ".[book,robustbench,corruptions,test]"
 	# torchattacks is only a yardstick for benchmarks/; its own pins would pull other torch builds
 	$(PY) -m pip install --no-deps torchattacks==3.5.1
 	# imagecorruptions (paper profile of chapter 5) pins the GUI OpenCV build; pyproject brings the headless one
 	$(PY) -m pip install --no-deps imagecorruptions==1.1.2
+	# the wheels the Colab simulation test installs offline (everything robustbook[colab] needs but torch)
+	$(PY) tests/colab_wheelhouse.py $(VENV)/wheelhouse
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-book: $(STAMP)
-	$(PY) -m robustbook build --profile $(PROFILE)
+# Headless Chromium for the browser test (Debian's package; needs root or sudo and the Debian registry)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing Debian's chromium for the browser test"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null || \
+	    { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q >/dev/null && \
+	      $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; }; }
 
-test: $(STAMP)
+book: $(STAMP)
+	$(PY) -m robustbook build --profile $(PROFILE) --edition $(EDITION)
+
+student: $(STAMP)
+	$(PY) -m robustbook build --profile $(PROFILE) --edition student
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 notebooks: $(STAMP)

@@ -1,9 +1,13 @@
+"""ERA metrics, selectors, and the composed model: its formula, an end-to-end attack checked against a closed form,
+and a certificate the attack never contradicts."""
 import pytest
 import torch
+from torch import nn
 
 import robustbook as rb
 from robustbook import abstain
 from robustbook.attacks import predict_logits
+from robustbook.certify import GloroNet
 
 
 def test_robustness_metrics_partition_the_points():
@@ -12,92 +16,126 @@ def test_robustness_metrics_partition_the_points():
     m = abstain.robustness_metrics(correct, robust)
     assert m["r_rob_acc"] == 3 / 8 and m["r_rob_inacc"] == 1 / 8
     assert m["nonrobust_acc"] == 2 / 8 and m["nonrobust_inacc"] == 2 / 8
-    assert m["r_rob_acc"] + m["r_rob_inacc"] + m["nonrobust_acc"] + m["nonrobust_inacc"] == pytest.approx(1)
     assert m["abstain_robust_accuracy"] == pytest.approx(3 / 4) and m["r_nat"] == 5 / 8
 
 
 def test_compositional_formula():
     s = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
-    out = abstain.compositional(s, robust_correct=torch.tensor([1, 0, 0, 0]).bool(), robust_robust=torch.tensor([1, 1, 1, 1]).bool(),
+    out = abstain.compositional(s, robust_correct=torch.tensor([1, 0, 0, 0]).bool(), robust_robust=torch.ones(4).bool(),
                                 core_correct=torch.tensor([0, 0, 1, 1]).bool(), core_robust=torch.tensor([0, 0, 1, 0]).bool())
-    assert out["natural_accuracy"] == 0.75          # robust model right on 1 of its 2, core on both of its 2
-    assert out["robust_accuracy"] == 0.5            # point 0 (robust model) and point 2 (core)
+    assert out["natural_accuracy"] == 0.75 and out["robust_accuracy"] == 0.5
     assert out["r_rob_inacc"] == 0.25 and out["selected"] == 0.5
 
 
 def test_empirical_robustness_is_judged_against_the_own_prediction(digits):
-    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=10), digits, progress=False)
+    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=10), digits)
     x = digits.x_test[:100]
-    robust_small = abstain.empirically_robust(model, x, 0.001, steps=5)
-    robust_big = abstain.empirically_robust(model, x, 0.5, steps=20)
-    assert robust_small.float().mean() > 0.95 and robust_big.float().mean() < 0.05
-    # a wrong prediction that no attack changes is robust (and so counts as robust inaccuracy)
-    wrong = predict_logits(model, x).argmax(1) != digits.y_test[:100]
-    assert (robust_small & wrong).any() or not wrong.any()
-
-
-def test_selectors_registry_and_score_selector(digits):
-    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=3), digits, progress=False)
-    x = digits.x_test[:50]
-    assert abstain.select("score", model, x, 0.1, threshold=-1.0).all()
-    assert not abstain.select("score", model, x, 0.1, threshold=1e9).any()
-    with pytest.raises(ValueError, match="valid choices: empirical, certified, score"):
-        abstain.select("oracle", model, x, 0.1)
-
-
-def test_certified_selector_uses_the_gloro_certificate(digits):
-    net = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32, "activation": "minmax"}, method="gloro",
-                                  eps=0.3, epochs=5, eps_warmup=0.5), digits, progress=False)
-    x = digits.x_test[:80]
-    sel = abstain.select("certified", net, x, 0.3)
-    assert torch.equal(sel, net.certify(x, eps=0.3).certified)
-    assert sel.any()
+    assert abstain.empirically_robust(model, x, 0.001, steps=5).float().mean() > 0.95
+    assert abstain.empirically_robust(model, x, 0.5, steps=20).float().mean() < 0.05
 
 
 def test_era_makes_wrong_points_non_robust_on_the_synthetic_example():
     toy = rb.load_dataset("blobs", means=[(0.25, 0.25), (0.75, 0.75), (0.55, 0.80)],
                           stds=[(0.05, 0.05), (0.05, 0.05), (0.0167, 0.025)], counts=[485, 499, 16], seed=0)
-    sgd = dict(arch="mlp", arch_options={"width": 64, "depth": 3}, epochs=20, batch_size=10, optimizer="sgd",
-               lr=0.03, momentum=0.9, weight_decay=1e-4, schedule="step", seed=0)
-    adv = dict(eps=0.1, attack_steps=10, attack_step_size=0.025)
+    params = dict(seed=0, synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2)
     x, y = toy.x_train, toy.y_train
-    out = {}
-    for name, extra in {"trades": dict(method="trades"), "era": dict(method="era", loss_options={"era_beta": 0.2})}.items():
-        model = rb.train(rb.TrainConfig(**sgd, **adv, **extra), toy, progress=False)
-        out[name] = abstain.evaluate(model, x, y, 0.1, steps=50, restarts=1)
+    out = {name: abstain.evaluate(rb.zoo.load(f"synthetic_{name}", toy, **params), x, y, 0.1, attack_name="pgd",
+                                  steps=50, restarts=1) for name in ("trades", "era")}
     assert out["era"]["r_rob_inacc"] < out["trades"]["r_rob_inacc"]
     assert out["era"]["r_rob_acc"] >= out["trades"]["r_rob_acc"] - 0.02
 
 
-def test_paper_profile_path_fine_tunes_a_local_robustbench_checkpoint():
-    """RobustBench model -> ERA fine-tuning -> selector -> compositional metrics, on 4 random CIFAR-sized images."""
-    from robustbook.chapters import resolve
-    from robustbook.data import Data
-    from robustbook.models import robustbench_architecture, robustbench_checkpoint
-    from robustbook.runtime import cache_dir
+# ------------------------------------------------------------------ the composed model against a closed form
+class Axis(nn.Module):
+    """Logits k * [0.5 - x_axis, x_axis - 0.5]: class 1 iff x_axis > 0.5, logit margin 2k |x_axis - 0.5|."""
 
-    assert resolve("04_avoid_robust_inaccuracy", "paper")["robust_model"] == "Gowal2020Uncovering_28_10_extra"
-    torch.manual_seed(0)
-    path = robustbench_checkpoint("Standard", "cifar10", "Linf", cache_dir() / "robustbench")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_file():
-        torch.save(robustbench_architecture("Standard").state_dict(), path)
-    x = torch.rand(4, 3, 32, 32)
-    y = torch.arange(4)
-    tiny = Data("cifar10", x, y, x, y, x, y, 10)
-    recipes = abstain.digits_recipes(1 / 255, 1, 4, 1, 0)
-    core = abstain.load_model("Standard", tiny, recipes)
-    era = rb.train(abstain.era_config(2 / 255, 1, 1e-3, 1.0, 1, 0), tiny, init=core, progress=False)
-    sel = abstain.select("empirical", era, x, 2 / 255, steps=1, restarts=1)
-    correct = predict_logits(era, x).argmax(1) == y
-    robust = abstain.empirically_robust(era, x, 1 / 255, steps=1, restarts=1)
-    out = abstain.compositional(sel, correct, robust, correct, robust)
-    assert set(out) == {"natural_accuracy", "robust_accuracy", "r_rob_inacc", "selected"}
+    def __init__(self, axis: int, k: float = 5.0):
+        super().__init__()
+        self.axis, self.k = axis, k
+        self.anchor = nn.Parameter(torch.zeros(()))     # gives the model a device
+
+    def forward(self, x):
+        v = x[:, self.axis:self.axis + 1] - 0.5 + 0 * self.anchor
+        return self.k * torch.cat([-v, v], 1)
 
 
-def test_indicators_match_evaluate(digits):
-    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=5), digits, progress=False)
-    x, y = digits.x_test[:80], digits.y_test[:80]
-    correct, robust = abstain.indicators(model, x, y, 0.1, steps=5)
-    assert torch.equal(correct, predict_logits(model, x).argmax(1) == y)
-    assert abstain.evaluate(model, x, y, 0.1, steps=5) == abstain.robustness_metrics(correct, robust)
+EPS, GAP = 0.05, 0.1          # threat radius; the selector accepts |x1 - 0.5| > GAP
+
+
+def _closed_form(x: torch.Tensor) -> torch.Tensor:
+    """For labels y = [x1 > 0.5] and x1 > 0.5: the composed model (robust model on x1 where |x1 - 0.5| > GAP, core on
+    x0 elsewhere) is robust at x iff no point of the Linf ball reaches the unselected band while the core is wrong:
+    not (x0 - eps < 0.5 and x1 - eps <= 0.5 + GAP)."""
+    return ~((x[:, 0] - EPS < 0.5) & (x[:, 1] - EPS <= 0.5 + GAP))
+
+
+def test_end_to_end_attack_finds_exactly_the_closed_form_counterexamples():
+    g = torch.linspace(0.02, 0.98, 25)
+    xs = torch.cartesian_prod(g, g)
+    xs = xs[xs[:, 1] > 0.5 + 0.01]
+    # keep points away from the closed form's boundaries, where float rounding decides
+    away = ((xs[:, 0] - EPS - 0.5).abs() > 0.01) & ((xs[:, 1] - EPS - 0.5 - GAP).abs() > 0.01)
+    x = xs[away]
+    y = torch.ones(len(x), dtype=torch.long)
+    robust = Axis(1)
+    selector = abstain.logit_margin_selector(robust, threshold=2 * robust.k * GAP)
+    composed = abstain.ComposedModel(Axis(0), robust, selector)
+    out = abstain.attack_composed(composed, x, y, EPS, steps=30)
+    expected = _closed_form(x)
+    assert (~expected).any() and expected.any()
+    assert torch.equal(out["robust"], expected), "the attack missed a counterexample or broke a robust point"
+    found = {out["found_by"][i] for i in torch.nonzero(~expected).flatten().tolist()}
+    assert found <= {"core model", "leave the selector, fool the core"}
+    # the formula counts the selected, robust-model-robust points as robust: it overstates
+    core_flags = (predict_logits(composed.core, x).argmax(1) == y, torch.ones(len(x), dtype=torch.bool))
+    rob_flags = (torch.ones(len(x), dtype=torch.bool), (x[:, 1] - 0.5).abs() > EPS)
+    formula = abstain.compositional(selector.select(x), *rob_flags, *core_flags)["robust_accuracy"]
+    assert formula > out["robust"].double().mean().item()
+
+
+def test_composed_certificate_is_never_contradicted_by_the_attack():
+    toy = rb.load_dataset("blobs", means=[(0.25, 0.3), (0.75, 0.7)], stds=[(0.08, 0.08)] * 2, counts=[200, 200], seed=1)
+    net = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 64, "depth": 2, "activation": "minmax"},
+                                  method="gloro", eps=0.15, epochs=30, eps_warmup=0.5, seed=0), toy)
+    core = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=20, seed=0), toy)
+    eps, rho = 0.04, 0.04
+    composed = abstain.ComposedModel(core, net, abstain.CertifiedSelector(net, rho))
+    x, y = toy.x_test, toy.y_test
+    certified = abstain.certify_composed(composed, x, y, eps)
+    attacked = abstain.attack_composed(composed, x, y, eps, steps=40, restarts=2)
+    assert certified.sum() >= 100, f"only {int(certified.sum())} certified points"
+    assert not (certified & ~attacked["robust"]).any(), "a certified point was broken"
+    report = abstain.evaluate_composed(composed, x, y, eps, (torch.ones(len(x), dtype=torch.bool),) * 2,
+                                       (torch.ones(len(x), dtype=torch.bool),) * 2, steps=10)
+    assert report["certificate_violations"] == 0 and report["robust_accuracy_certified"] is not None
+
+
+def test_certify_composed_needs_the_certified_selector(digits):
+    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 16}, epochs=1), digits)
+    composed = abstain.ComposedModel(model, model, abstain.logit_margin_selector(model))
+    with pytest.raises(ValueError, match="certified selector"):
+        abstain.certify_composed(composed, digits.x_test[:4], digits.y_test[:4], 0.1)
+    with pytest.raises(ValueError, match="GloroNet"):
+        abstain.CertifiedSelector(model, 0.1)
+
+
+def test_threshold_selector_fits_a_share_on_validation_data(digits):
+    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=3), digits)
+    sel = abstain.logit_margin_selector(model).fit(digits.x_val, 0.3)
+    assert sel.select(digits.x_val).double().mean().item() == pytest.approx(0.3, abs=0.02)
+    assert not abstain.logit_margin_selector(model).fit(digits.x_val, 0.0).select(digits.x_val).any()
+    assert abstain.logit_margin_selector(model).fit(digits.x_val, 1.0).select(digits.x_val).all()
+
+
+def test_selector_cost_is_relative_to_a_forward_pass(digits):
+    model = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 16}, epochs=1), digits)
+    x = digits.x_test[:50]
+    cheap = abstain.selector_cost(abstain.logit_margin_selector(model), model, x, repeats=3)
+    dear = abstain.selector_cost(abstain.EmpiricalSelector(model, 0.1, steps=10, restarts=1), model, x, repeats=3)
+    assert dear["cost_over_forward"] > 5 * cheap["cost_over_forward"]
+
+
+def test_gloro_selector_on_a_cnn_is_valid_but_loose(digits):
+    model = rb.zoo.load("standard", digits, eps=0.1, epochs=2, width=4, attack_steps=1, seed=0)
+    sel = abstain.CertifiedSelector(GloroNet(model, 0.1), 0.1)
+    assert sel.select(digits.x_test[:20]).double().mean() < 0.5

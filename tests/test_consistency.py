@@ -1,26 +1,38 @@
+"""Margin consistency: statistics, every point counted, the pseudo-margin, the rescaled model."""
 import numpy as np
 import pytest
 import torch
 from scipy.stats import kendalltau
 
+import robustbook as rb
 from robustbook import consistency as mc
-from robustbook.attacks import predict_logits
-from robustbook.margins import feature_margin, input_margin, linear_head, logit_margin
+from robustbook.attacks import MinimumNorm, predict_logits
+from robustbook.margins import input_margin, logit_margin
+from robustbook.stats import kendall_tau
 from robustbook.train import TrainConfig, train
 
 
-def test_kendall_tau_matches_scipy_and_skips_failures():
+def test_kendall_tau_matches_scipy():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=200), rng.normal(size=200)
     b = a + 0.5 * b
-    ok = np.ones(200, bool)
-    ok[:20] = False
-    a_nan = a.copy()
-    a_nan[:20] = 0.0            # what a silent "margin 0" would look like
-    t = mc.kendall_tau(a_nan, b, success=ok, n_boot=100)
-    assert t.tau == pytest.approx(kendalltau(a[20:], b[20:]).statistic)
-    assert t.points == 180 and t.low < t.tau < t.high
-    assert mc.kendall_tau(a, np.where(ok, b, np.nan), n_boot=0).points == 180
+    t = kendall_tau(a, b, n_boot=100)
+    assert t.tau == pytest.approx(kendalltau(a, b).statistic)
+    assert t.points == 200 and t.low < t.tau < t.high
+
+
+def test_failed_points_are_counted_as_most_robust_not_dropped():
+    """Three points where FAB failed: they enter tau and detection at the search's bound."""
+    dist = torch.tensor([0.05, 0.2, 0.3, float("nan"), 0.08, float("nan"), float("nan")])
+    success = ~torch.isnan(dist)
+    r = MinimumNorm(torch.zeros(7, 1), dist, success, bound=1.0)
+    assert r.failures == 3
+    assert torch.equal(r.margin, torch.tensor([0.05, 0.2, 0.3, 1.0, 0.08, 1.0, 1.0]))
+    logit = torch.tensor([0.1, 0.4, 0.6, 2.0, 0.2, 3.0, 2.5])
+    tau = kendall_tau(logit, r.margin, n_boot=0)
+    assert tau.points == 7                                  # nobody dropped
+    det = mc.detection(-logit, r.margin, eps=0.1)
+    assert det["non_robust_share"] == pytest.approx(2 / 7)  # failures count as robust
 
 
 def test_per_class_tau():
@@ -63,16 +75,21 @@ def test_pseudo_margin_learns_a_margin_hidden_in_rescaled_logits():
     base = np.stack([margin, np.zeros(600), -rng.uniform(0.5, 1, 600)], 1)
     z = base * np.exp(rng.normal(size=(600, 1)))                       # scrambles the logit margin
     top2 = np.sort(z, 1)
-    logit_tau = mc.kendall_tau(top2[:, -1] - top2[:, -2], margin, n_boot=0).tau
+    logit_tau = kendall_tau(top2[:, -1] - top2[:, -2], margin, n_boot=0).tau
     pm = mc.PseudoMargin(hidden=64, lr=1e-3, epochs=600, patience=200, seed=0).fit(
-        z[:400], margin[:400], z[400:500], margin[400:500], progress=False)
-    tau = mc.kendall_tau(pm(z[500:]).numpy(), margin[500:], n_boot=0).tau
+        z[:400], margin[:400], z[400:500], margin[400:500])
+    tau = kendall_tau(pm(z[500:]).numpy(), margin[500:], n_boot=0).tau
     assert tau > logit_tau + 0.15
     assert pm.best_epoch <= len(pm.history)
 
 
+def test_pseudo_margin_refuses_nan_targets():
+    with pytest.raises(ValueError, match="finite"):
+        mc.PseudoMargin(epochs=2).fit(np.zeros((4, 3)), [0.1, np.nan, 0.2, 0.3], np.zeros((2, 3)), [0.1, 0.2])
+
+
 def test_rescaled_model_keeps_decisions_and_margins_but_not_logit_order(digits):
-    base = train(TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=10, seed=0), digits, progress=False)
+    base = train(TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=10, seed=0), digits)
     model = mc.RescaledLogits(base, digits.x_train)
     x = digits.x_test[:120]
     assert torch.equal(predict_logits(model, x).argmax(1), predict_logits(base, x).argmax(1))
@@ -80,45 +97,57 @@ def test_rescaled_model_keeps_decisions_and_margins_but_not_logit_order(digits):
     assert torch.equal(predict_logits(model, noise).argmax(1), predict_logits(base, noise).argmax(1))
     scale = model.scale(x)
     assert (scale > 0).all() and scale.max() / scale.min() > 5
-    fab_options = dict(restarts=1, target_classes=3)
-    m_base, m_model = input_margin(base, x, **fab_options), input_margin(model, x, **fab_options)
-    both = m_base.success & m_model.success
-    assert np.median(np.abs((m_base.distance - m_model.distance)[both].numpy())) < 0.01
-    tau_base = mc.kendall_tau(logit_margin(predict_logits(base, x)), m_base.distance, m_base.success, n_boot=0).tau
-    tau_model = mc.kendall_tau(logit_margin(predict_logits(model, x)), m_model.distance, m_model.success, n_boot=0).tau
+    m_base, m_model = input_margin(base, x), input_margin(model, x)
+    assert np.median(np.abs((m_base.margin - m_model.margin).numpy())) < 0.01
+    tau_base = kendall_tau(logit_margin(predict_logits(base, x)), m_base.margin, n_boot=0).tau
+    tau_model = kendall_tau(logit_margin(predict_logits(model, x)), m_model.margin, n_boot=0).tau
     assert tau_model < tau_base - 0.2
 
 
-def test_feature_margin_of_an_equidistant_head_is_the_scaled_logit_margin():
-    torch.manual_seed(0)
-    w = torch.eye(4) * 2.0                   # ||w_i - w_j||_1 = 4 for every pair
-    z = torch.randn(50, 4)
-    fm = feature_margin(w, torch.zeros(4), z, "Linf")
-    assert torch.allclose(fm, logit_margin(z @ w.T).double() / 4)
-    assert linear_head(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2)))[1].shape == (2, 3)
-    assert linear_head(torch.nn.ReLU()) is None
-
-
-def test_measure_and_summary_on_a_small_zoo(digits):
-    zoo = mc.load_zoo(["standard", "rescaled"], digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
+def test_measure_report_row_and_cost(digits):
+    model = rb.zoo.load("standard", digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
     x, y = digits.x_test[:40], digits.y_test[:40]
-    reports = {n: mc.measure(m, x, y, 0.1, fab_options=dict(n_iter=20), pgd_options=dict(steps=3)) for n, m in zoo.items()}
-    table = mc.summary(reports, 0.1, n_boot=5)
-    assert list(table.index) == ["standard", "rescaled"]
-    assert {"kendall_tau", "auroc", "aupr", "fpr_at_95_tpr", "fab_failures", "robust_accuracy"} <= set(table.columns)
-    cost = mc.margin_cost(zoo["standard"], x, fab_options=dict(n_iter=20))
-    assert cost["FAB input margin (s)"] > cost["logit margin (s)"] > 0
+    report = mc.measure(model, x, y, 0.1, fab_options=dict(n_iter=20), attack_options=dict(setting="smoke"))
+    row = report.row(0.1, n_boot=5)
+    assert {"kendall_tau", "auroc", "aupr", "fpr_at_95_tpr", "fab_failures", "robust_accuracy"} <= set(row)
+    assert 0 <= row["robust_accuracy"] <= row["clean_accuracy"] <= 1
+    cost = mc.margin_cost(model, x, fab_options=dict(n_iter=20))
+    assert cost["fab_seconds"] > cost["logit_margin_seconds"] > 0
 
 
-def test_paper_profile_path_with_a_local_robustbench_checkpoint(tmp_path, monkeypatch):
-    """RobustBench model -> margins -> statistics, on 4 random CIFAR-sized inputs (no network)."""
-    from robustbook.chapters import resolve
+def test_linear_head_stats(digits):
+    zoo = {n: rb.zoo.load(n, digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0) for n in ("pgd", "rescaled")}
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    reports = {n: mc.measure(m, x, y, 0.1, fab_options=dict(n_iter=10), attack_options=dict(setting="smoke"))
+               for n, m in zoo.items()}
+    assert np.isnan(list(mc.linear_head_stats(zoo["rescaled"], reports["rescaled"], x).values())).all()
+    stats = mc.linear_head_stats(zoo["pgd"], reports["pgd"], x)
+    assert stats["pair_norm_cv"] > 0 and -1 <= stats["tau_feature_margin"] <= 1
+
+
+def test_repair_with_pseudo_margin_reports_before_and_after(digits):
+    model = rb.zoo.load("rescaled", digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
+    base = rb.zoo.load("pgd", digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    report = mc.measure(model, x, y, 0.1, fab_options=dict(n_iter=20), attack_options=dict(setting="smoke"))
+    pseudo, score, before, after = mc.repair_with_pseudo_margin(
+        model, report, digits.x_train[:60], digits.x_val[:30], 0.1, fab_options=dict(n_iter=20), epochs=20, lr=1e-3,
+        margin_model=base)
+    assert score.shape == (40,) and (score >= 0).all()
+    assert before["tau"] == pytest.approx(report.tau(n_boot=0).tau)
+    assert set(after) == {"tau", "auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
+    assert 1 <= pseudo.best_epoch <= 20
+
+
+def test_paper_profile_path_with_a_local_robustbench_checkpoint(no_network):
+    """RobustBench model -> margins -> statistics, on 4 random CIFAR-sized inputs (network blocked)."""
+    from robustbook.book import resolve
     from robustbook.data import Data
     from robustbook.models import robustbench_architecture, robustbench_checkpoint
     from robustbook.runtime import cache_dir
 
     params = resolve("02_margin_consistency", "paper")            # RobustBench names validated
-    assert params["inconsistent_model"] == "Ding2020MMA"
+    assert params["repair_models"] == ["Ding2020MMA"]
     torch.manual_seed(0)
     path = robustbench_checkpoint("Standard", "cifar10", "Linf", cache_dir() / "robustbench")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,29 +155,7 @@ def test_paper_profile_path_with_a_local_robustbench_checkpoint(tmp_path, monkey
     x = torch.rand(4, 3, 32, 32)
     y = torch.arange(4)
     tiny = Data("cifar10", x, y, x, y, x, y, 10)
-    zoo = mc.load_zoo(["Standard"], tiny, eps=8 / 255, epochs=1, width=1, attack_steps=1, seed=0)
-    report = mc.measure(zoo["Standard"], x, y, 8 / 255, fab_options=dict(n_iter=2), pgd_options=dict(steps=1))
-    assert report.logit_margin.shape == (4,) and report.input_margin.distance.shape == (4,)
-    assert set(report.detection(8 / 255)) == {"auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
-
-
-def test_linear_head_table(digits):
-    zoo = mc.load_zoo(["standard", "rescaled"], digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
-    x, y = digits.x_test[:40], digits.y_test[:40]
-    reports = {n: mc.measure(m, x, y, 0.1, fab_options=dict(n_iter=10), pgd_options=dict(steps=2)) for n, m in zoo.items()}
-    table = mc.linear_head_table(zoo, reports, x)
-    assert np.isnan(table.loc["rescaled"]).all()          # its head is not linear
-    assert table.loc["standard", "pair-norm CV"] > 0 and -1 <= table.loc["standard", "tau(logit margin, feature margin)"] <= 1
-
-
-def test_repair_with_pseudo_margin_reports_before_and_after(digits):
-    zoo = mc.load_zoo(["rescaled"], digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
-    model = zoo["rescaled"]
-    x, y = digits.x_test[:40], digits.y_test[:40]
-    report = mc.measure(model, x, y, 0.1, fab_options=dict(n_iter=20), pgd_options=dict(steps=2))
-    pseudo, score, before, after = mc.repair_with_pseudo_margin(
-        model, report, digits.x_train[:60], digits.x_val[:30], 0.1, fab_options=dict(n_iter=20), epochs=20, lr=1e-3)
-    assert score.shape == (40,) and (score >= 0).all()
-    assert before["tau"] == pytest.approx(report.tau(n_boot=0).tau)
-    assert set(after) == {"tau", "auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
-    assert 1 <= pseudo.best_epoch <= 20
+    model = rb.zoo.load("Standard", tiny)
+    report = mc.measure(model, x, y, 8 / 255, fab_options=dict(n_iter=2, targeted=1),
+                        attack_options=dict(setting="smoke"))
+    assert report.logit_margin.shape == (4,) and report.margin.shape == (4,)

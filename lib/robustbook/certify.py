@@ -2,28 +2,30 @@
 
 A GloRo net (Leino et al., ICML 2021) bounds the Lipschitz constant of every logit
 difference and adds a "bottom" logit that wins exactly when the prediction is not certified
-in the L2 ball of radius eps.  Leino & Fredrikson (NeurIPS 2021) relax what must be
+in the L2 ball of radius eps. Leino & Fredrikson (NeurIPS 2021) relax what must be
 invariant: a top-k *set* for some k <= K (relaxed top-K, RTK), or a top-k set that lies
-inside an affinity group.  This module is, as far as we know, the first PyTorch
+inside an affinity group. This module is, as far as we know, the first PyTorch
 implementation of the two relaxations.
 
-* :func:`layer_lipschitz` — per-layer L2 Lipschitz bounds: dense and conv layers by
-  warm-started power iteration (training) or soundly (exact SVD for dense layers; exact
-  operator matrix or an FFT upper bound for convolutions); ReLU, MinMax, flatten,
-  non-overlapping max-pool and dropout are 1; anything else is refused.
+* :func:`layer_lipschitz` bounds — dense and conv layers by warm-started power iteration
+  (training) or soundly (exact SVD for dense layers; the exact operator matrix or an FFT upper
+  bound for convolutions); ReLU, MinMax, flatten, non-overlapping max-pool and dropout in eval
+  mode are 1; anything else is refused.
 * :class:`GloroNet` — wraps an ``nn.Sequential``; ``forward`` gives the logits,
   ``augmented`` the logits plus the bottom logit, ``certify`` the certificate per point.
-* :func:`gloro_loss` — cross-entropy or TRADES over the augmented logits (registered in
-  :data:`robustbook.train.LOSSES` as ``"gloro"``).
 
-Soundness: ties are never certified (a margin must be strictly positive), certificates are
-computed from sound constants (recomputed after any training step or weight load), and
-unknown layers raise instead of counting as 1-Lipschitz.
+Soundness in floating point: every norm is computed in float64 and rounded *up* on its way into
+a certificate; pairwise weight-row distances are explicit float64 differences (``torch.cdist``
+switches to a matrix-multiply shortcut beyond 25 rows, which can come out too small); the margin
+test compares float64 margins of the float32 logits against a slack that covers the float32
+forward pass (:data:`LOGIT_SLACK`); ties are never certified; layers the bound does not cover
+(dropout while training, padding other than zeros) are refused.
 """
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from typing import Sequence
@@ -32,15 +34,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate as check
+from .margins import pairwise_distances
 from .models import MinMax
+from .runtime import batches, model_device
 
 RELAXATIONS = ("local", "rtk", "affinity")
-_ONE_LIPSCHITZ = (nn.ReLU, MinMax, nn.Flatten, nn.Identity, nn.Dropout)
+_ONE_LIPSCHITZ = (nn.ReLU, MinMax, nn.Flatten, nn.Identity)
 EXACT_CONV_MAX_ENTRIES = 4_000_000   # build the conv operator matrix when it has at most this many entries
+# float64 SVD / FFT errors are ~1e-15 relative; these factors round every norm up by far more.
+SVD_ROUND_UP = 1e-10
+FFT_ROUND_UP = 1e-8
+# A margin of the float32 logits counts only above LOGIT_SLACK * (1 + max |logit|): the float32 forward
+# pass of the networks here differs from its exact value by < 1e-5 of that scale (tested against float64).
+LOGIT_SLACK = 1e-4
 
 
 class UnknownLayer(TypeError):
-    """A layer whose Lipschitz constant this module cannot bound."""
+    """A layer whose Lipschitz constant this module cannot bound soundly."""
+
+
+def _round_up(value: torch.Tensor, rel: float) -> torch.Tensor:
+    value = value.double() * (1 + rel)
+    return torch.nextafter(value, torch.full_like(value, math.inf))
 
 
 # --------------------------------------------------------------------------- per-layer bounds
@@ -67,32 +83,42 @@ def sigma_from_iterate(layer: nn.Module, v: torch.Tensor) -> torch.Tensor:
     return _operator(layer)(v / v.norm()).norm()
 
 
-def exact_sigma(layer: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
-    """A sound spectral norm: exact SVD for dense layers; for convolutions the exact operator
-    matrix when small, else the circular-convolution FFT bound (Sedghi et al., 2019), which upper-bounds
-    the zero-padded, strided convolution (a restriction of the circular one on the padded grid)."""
+def _conv_out(layer: nn.Conv2d, size: int, axis: int) -> int:
+    return (size + 2 * layer.padding[axis] - layer.dilation[axis] * (layer.kernel_size[axis] - 1) - 1) \
+        // layer.stride[axis] + 1
+
+
+def exact_sigma(layer: nn.Module, input_shape: Sequence[int] | None) -> torch.Tensor:
+    """A sound spectral norm (float64, rounded up): exact SVD for dense layers; for convolutions the
+    exact operator matrix when small, else the circular-convolution FFT bound (Sedghi et al., 2019),
+    which upper-bounds the zero-padded, strided convolution (a restriction of the circular one on the
+    padded grid)."""
     with torch.no_grad():
         if isinstance(layer, nn.Linear):
-            return torch.linalg.matrix_norm(layer.weight.detach().double(), ord=2).float()
+            return _round_up(torch.linalg.matrix_norm(layer.weight.detach().double().cpu(), ord=2), SVD_ROUND_UP)
         n = math.prod(input_shape)
-        h_out = (input_shape[1] + 2 * layer.padding[0] - layer.dilation[0] * (layer.kernel_size[0] - 1) - 1) // layer.stride[0] + 1
-        w_out = (input_shape[2] + 2 * layer.padding[1] - layer.dilation[1] * (layer.kernel_size[1] - 1) - 1) // layer.stride[1] + 1
+        h_out, w_out = _conv_out(layer, input_shape[1], 0), _conv_out(layer, input_shape[2], 1)
+        w = layer.weight.detach().double().cpu()
         if n * layer.out_channels * h_out * w_out <= EXACT_CONV_MAX_ENTRIES:
             basis = torch.eye(n, dtype=torch.float64).reshape(n, *input_shape)
-            w = layer.weight.detach().double()
             out = F.conv2d(basis, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
-            return torch.linalg.matrix_norm(out.reshape(n, -1), ord=2).float()
+            return _round_up(torch.linalg.matrix_norm(out.reshape(n, -1), ord=2), SVD_ROUND_UP)
         if layer.groups != 1 or layer.dilation != (1, 1):
             raise UnknownLayer("FFT bound implemented for groups=1, dilation=1 convolutions only")
         h = input_shape[1] + 2 * layer.padding[0]
-        w = input_shape[2] + 2 * layer.padding[1]
-        kernel = torch.fft.fft2(layer.weight.detach().double(), s=(max(h, layer.kernel_size[0]), max(w, layer.kernel_size[1])))
-        return torch.linalg.matrix_norm(kernel.permute(2, 3, 0, 1), ord=2).max().float()
+        wd = input_shape[2] + 2 * layer.padding[1]
+        kernel = torch.fft.fft2(w, s=(max(h, layer.kernel_size[0]), max(wd, layer.kernel_size[1])))
+        return _round_up(torch.linalg.matrix_norm(kernel.permute(2, 3, 0, 1), ord=2).max(), FFT_ROUND_UP)
 
 
 def check_layer(layer: nn.Module) -> str:
-    """'linear' for dense/conv layers, 'one' for 1-Lipschitz layers; raises for anything else."""
-    if isinstance(layer, (nn.Linear, nn.Conv2d)):
+    """'linear' for dense/conv layers, 'one' for 1-Lipschitz layers, 'dropout'; raises for anything else."""
+    if isinstance(layer, nn.Conv2d):
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise UnknownLayer(f"{layer}: only zero padding given as numbers is bounded here; "
+                               f"padding={layer.padding!r}, padding_mode={layer.padding_mode!r} is refused")
+        return "linear"
+    if isinstance(layer, nn.Linear):
         return "linear"
     if isinstance(layer, nn.MaxPool2d):
         k, s = layer.kernel_size, layer.stride
@@ -101,20 +127,22 @@ def check_layer(layer: nn.Module) -> str:
         if k[0] <= s[0] and k[1] <= s[1] and layer.dilation in (1, (1, 1)):
             return "one"
         raise UnknownLayer(f"overlapping max-pool {layer} is not 1-Lipschitz in L2; refused")
+    if isinstance(layer, nn.Dropout):
+        return "dropout"
     if isinstance(layer, _ONE_LIPSCHITZ):
         return "one"
-    raise UnknownLayer(f"no Lipschitz bound for layer {type(layer).__name__}; valid layers: Linear, Conv2d, "
-                       f"ReLU, MinMax, Flatten, Identity, Dropout, non-overlapping MaxPool2d")
+    raise UnknownLayer(f"no Lipschitz bound for layer {type(layer).__name__}; valid layers: Linear, Conv2d "
+                       f"(zero padding), ReLU, MinMax, Flatten, Identity, Dropout (eval mode), non-overlapping MaxPool2d")
 
 
-# --------------------------------------------------------------------------- the GloRo net
+# --------------------------------------------------------------------------- certificates
 @dataclass
 class Certificate:
     """Per point: the prediction, whether a (relaxed) certificate holds, the certified set, and the radius.
 
     ``certified_set[n]`` is a boolean mask over classes: the top-k set certified for the
-    largest certified k (empty when not certified).  ``radius`` is the local-robustness
-    radius min_i (y_j - y_i) / K_ji of the top-1 prediction (0 on ties).
+    largest certified k (empty when not certified). ``radius`` is the local-robustness
+    radius min_i (y_j - y_i - slack) / K_ji of the top-1 prediction (0 on ties).
     """
 
     prediction: torch.Tensor
@@ -125,7 +153,7 @@ class Certificate:
 
     def vra(self, y: torch.Tensor) -> float:
         """Verified-robust accuracy: certified and the label lies in the certified set."""
-        hit = self.certified_set[torch.arange(len(y)), y]
+        hit = self.certified_set[torch.arange(len(y)), y.to(self.certified_set.device)]
         return (self.certified & hit).double().mean().item()
 
     @property
@@ -136,12 +164,7 @@ class Certificate:
 def _membership(groups: Sequence[Sequence[int]] | None, num_classes: int) -> torch.Tensor | None:
     if groups is None:
         return None
-    groups = [list(g) for g in groups]
-    if not groups or any(len(g) == 0 for g in groups):
-        raise ValueError("affinity groups must be a non-empty list of non-empty groups")
-    bad = sorted({c for g in groups for c in g if not (isinstance(c, int) and 0 <= c < num_classes)})
-    if bad:
-        raise ValueError(f"affinity groups contain class ids outside 0..{num_classes - 1}: {bad}")
+    groups = check.class_groups("groups", groups, num_classes)
     covered = {c for g in groups for c in g}
     groups += [[c] for c in range(num_classes) if c not in covered]   # a class in no group is its own group
     member = torch.zeros(len(groups), num_classes, dtype=torch.bool)
@@ -155,8 +178,9 @@ def relaxation_margins(y: torch.Tensor, K: torch.Tensor, eps: float, k_max: int,
     """m_k for k = 1..k_max (n, k_max) and the class order (n, C) — the reference code's RTK rule.
 
     m_k = min over the top-k classes j_l and every class i outside the top-k of
-    y_{j_l} - y_i - eps * K[j_l, i].  The top-k set is certified invariant when m_k > 0.
+    y_{j_l} - y_i - eps * K[j_l, i]. The top-k set is certified invariant when m_k > 0.
     With ``member`` (groups x classes), m_k = -inf unless the top-k set lies inside a group.
+    Computed in the dtype of ``y`` and ``K`` (float64 for certificates).
     """
     n, C = y.shape
     k_max = min(k_max, C - 1)
@@ -170,7 +194,7 @@ def relaxation_margins(y: torch.Tensor, K: torch.Tensor, eps: float, k_max: int,
     M = y_top[:, :, None] - y_sorted[:, None, :] - eps * k_rows    # (n, K, C), columns by rank
     suffix = M.flip(2).cummin(2).values.flip(2)                    # min over ranks >= r
     S = suffix[:, :, 1:k_max + 1]                                  # (n, l, k): min over i outside T_k
-    rows = torch.arange(k_max)
+    rows = torch.arange(k_max, device=y.device)
     S = S.masked_fill(rows[:, None] >= rows[None, :] + 1, float("inf"))   # only l <= k
     m = S.min(1).values                                            # (n, k_max)
     if member is not None:
@@ -184,7 +208,7 @@ class GloroNet(nn.Module):
 
     relaxation: ``"local"`` (standard local robustness), ``"rtk"`` (relaxed top-K, with
     ``K``) or ``"affinity"`` (with ``groups``: lists of class ids; a class may sit in
-    several groups; a class in no group is its own group).  Threat model: L2 ball of radius eps.
+    several groups; a class in no group is its own group). Threat model: L2 ball of radius eps.
     """
 
     def __init__(self, model: nn.Sequential, eps: float, relaxation: str = "local", K: int = 1,
@@ -192,73 +216,92 @@ class GloroNet(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Sequential) or not isinstance(model[-1], nn.Linear):
             raise TypeError("GloroNet needs an nn.Sequential ending in nn.Linear")
-        if relaxation not in RELAXATIONS:
-            raise ValueError(f"unknown relaxation {relaxation!r}; valid choices: {', '.join(RELAXATIONS)}")
+        check.choice("relaxation", relaxation, RELAXATIONS)
+        check.radius("eps", eps)
         self.model, self.eps, self.relaxation, self.power_iters = model, float(eps), relaxation, power_iters
         C = model[-1].out_features
-        if relaxation == "rtk" and not 1 <= K < C:
-            raise ValueError(f"K must be between 1 and {C - 1}; got {K}")
-        member = _membership(groups, C) if relaxation == "affinity" else None
+        if relaxation == "rtk":
+            check.top_k("K", K, C)
         if relaxation == "affinity" and groups is None:
-            raise ValueError("affinity robustness needs groups")
+            raise check.InvalidArgument("affinity robustness needs groups (lists of class ids)")
+        member = _membership(groups, C) if relaxation == "affinity" else None
         self.K = K if relaxation == "rtk" else (int(member.sum(1).max()) if member is not None else 1)
         self.register_buffer("member", member if member is not None else torch.zeros(0, C, dtype=torch.bool))
-        self.body = [layer for layer in model[:-1]]
+        self.body = list(model[:-1])
         self.kinds = [check_layer(layer) for layer in self.body]       # refuses unknown layers now
         self._shapes: list[tuple[int, ...]] | None = None
-        self._iterates: list[torch.Tensor] = []
-        self._sound: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._sound: tuple[str, torch.Tensor] | None = None
 
     # -- shapes and iterates
     def _ensure_shapes(self, x: torch.Tensor) -> None:
         if self._shapes is not None:
+            if self._shapes and tuple(x.shape[1:]) != self._shapes[0]:
+                raise check.InvalidArgument(f"x has inputs of shape {tuple(x.shape[1:])}; this network takes "
+                                            f"{self._shapes[0]}")
             return
-        shapes, h = [], x[:1].detach()
-        with torch.no_grad():
-            for layer in self.body:
-                shapes.append(tuple(h.shape[1:]))
-                h = layer(h)
+        shapes, h = [], x[:1].detach().to(self.model[-1].weight.device)
+        try:
+            with torch.no_grad():
+                for layer in self.body:
+                    shapes.append(tuple(h.shape[1:]))
+                    h = layer(h)
+                self.model[-1](h)
+        except RuntimeError as err:
+            raise check.InvalidArgument(f"x has inputs of shape {tuple(x.shape[1:])}, which this network cannot "
+                                        f"take ({str(err).splitlines()[0]})") from None
         self._shapes = shapes
         gen = torch.Generator().manual_seed(0)
-        for layer, kind, shape in zip(self.body, self.kinds, shapes):
+        for i, (kind, shape) in enumerate(zip(self.kinds, shapes)):
             if kind == "linear":
-                v = torch.randn((1, *shape), generator=gen).to(x.device)
-                self._iterates.append(v / v.norm())
+                v = torch.randn((1, *shape), generator=gen)
+                self.register_buffer(f"_iterate{i}", (v / v.norm()).to(h.device), persistent=False)
 
     def trace(self, input_shape: Sequence[int]) -> "GloroNet":
         """Record the layer input shapes (needed by the conv norms) from one dummy input."""
-        self._ensure_shapes(torch.zeros((1, *input_shape), device=self.model[-1].weight.device))
+        self._ensure_shapes(torch.zeros((1, *input_shape)))
         return self
 
     def _linear_layers(self):
         if self._shapes is None:
             raise RuntimeError("layer shapes unknown: call net.trace(input_shape) or certify an input first")
-        return [(layer, shape) for layer, kind, shape in zip(self.body, self.kinds, self._shapes) if kind == "linear"]
+        return [(i, layer, shape) for i, (layer, kind, shape) in enumerate(zip(self.body, self.kinds, self._shapes))
+                if kind == "linear"]
+
+    def _refuse_training_dropout(self) -> None:
+        for layer, kind in zip(self.body, self.kinds):
+            if kind == "dropout" and layer.training and layer.p > 0:
+                raise UnknownLayer(f"{layer} in training mode scales activations by 1/(1-p) = {1 / (1 - layer.p):.3g}: "
+                                   "not 1-Lipschitz, so the GloRo bound does not hold; use dropout only in eval mode")
 
     def lipschitz_sub(self, sound: bool) -> torch.Tensor:
         """Product of the per-layer bounds of every layer before the last one.
 
-        ``sound=False``: warm-started power iteration (``power_iters`` steps, differentiable
-        in the weights) — for training.  ``sound=True``: exact / upper-bound norms.
+        ``sound=False``: warm-started power iteration (``power_iters`` steps, differentiable in the
+        weights, float32) — for training. ``sound=True``: exact / upper-bound norms, float64, rounded up.
         """
+        self._refuse_training_dropout()
+        if sound:
+            total = torch.ones((), dtype=torch.float64)
+            for _, layer, shape in self._linear_layers():
+                total = _round_up(total * exact_sigma(layer, shape), SVD_ROUND_UP)
+            return total
         total = torch.ones((), device=self.model[-1].weight.device)
-        for idx, (layer, shape) in enumerate(self._linear_layers()):
-            if sound:
-                total = total * exact_sigma(layer, shape).to(total.device)
-            else:
-                self._iterates[idx] = power_iteration(layer, self._iterates[idx], self.power_iters)
-                total = total * sigma_from_iterate(layer, self._iterates[idx])
+        for i, layer, _ in self._linear_layers():
+            v = power_iteration(layer, getattr(self, f"_iterate{i}"), self.power_iters)
+            setattr(self, f"_iterate{i}", v)
+            total = total * sigma_from_iterate(layer, v)
         return total
 
     def converge(self, tol: float = 1e-7, max_iters: int = 5000) -> list[float]:
         """Run power iteration until every layer's estimate changes by < tol (relative); returns them."""
         values = []
-        for idx, (layer, _) in enumerate(self._linear_layers()):
+        for i, layer, _ in self._linear_layers():
             prev = 0.0
             for _ in range(max_iters):
-                self._iterates[idx] = power_iteration(layer, self._iterates[idx], 10)
+                v = power_iteration(layer, getattr(self, f"_iterate{i}"), 10)
+                setattr(self, f"_iterate{i}", v)
                 with torch.no_grad():
-                    cur = float(sigma_from_iterate(layer, self._iterates[idx]))
+                    cur = float(sigma_from_iterate(layer, v))
                 if abs(cur - prev) <= tol * cur:
                     break
                 prev = cur
@@ -266,14 +309,28 @@ class GloroNet(nn.Module):
         return values
 
     def pair_constants(self, sound: bool) -> torch.Tensor:
-        """K[j, i] = L_sub * ||w_j - w_i||_2: a Lipschitz bound of the logit difference y_j - y_i."""
+        """K[j, i] = L_sub * ||w_j - w_i||_2: a Lipschitz bound of the logit difference y_j - y_i.
+
+        Sound constants are float64 on the CPU, every factor rounded up; training constants are
+        differentiable float32 on the model's device.
+        """
         w = self.model[-1].weight
-        return self.lipschitz_sub(sound) * torch.cdist(w[None], w[None])[0]
+        if sound:
+            pair = _round_up(pairwise_distances(w.cpu(), 2), SVD_ROUND_UP)
+            return _round_up(self.lipschitz_sub(True) * pair, SVD_ROUND_UP)
+        diff = w[:, None, :] - w[None, :, :]
+        pair = diff.pow(2).sum(-1).clamp_min(1e-30).sqrt() * (1 - torch.eye(len(w), device=w.device))
+        return self.lipschitz_sub(False) * pair
 
     def sound_constants(self) -> torch.Tensor:
-        """The pair constants K computed soundly from the current weights (call again after any change)."""
+        """The pair constants K computed soundly from the current weights (recomputed when the weights change)."""
+        from .runtime import model_fingerprint
+
         with torch.no_grad():
-            return self.pair_constants(sound=True)
+            stamp = model_fingerprint(self.model)
+            if self._sound is None or self._sound[0] != stamp:
+                self._sound = (stamp, self.pair_constants(sound=True))
+            return self._sound[1]
 
     # -- outputs
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -282,69 +339,61 @@ class GloroNet(nn.Module):
     def margins(self, x: torch.Tensor, eps: float | None = None, constants: torch.Tensor | None = None):
         """Logits, pair constants, the relaxation margins m_k and the class order.
 
-        In training mode the constants come from power iteration (differentiable); in eval
-        mode they are sound, recomputed from the weights unless ``constants`` is given.
+        In training mode the constants come from power iteration (differentiable, float32); in eval
+        mode they are sound and everything after the logits is computed in float64.
         """
         self._ensure_shapes(x)
+        eps = self.eps if eps is None else check.radius("eps", eps)
         y = self.model(x)
-        if constants is None:
-            constants = self.pair_constants(sound=False) if self.training else self.sound_constants()
         member = self.member if self.relaxation == "affinity" else None
-        m, order = relaxation_margins(y, constants, self.eps if eps is None else eps, self.K, member)
-        return y, constants, m, order
+        if self.training and constants is None:
+            K = self.pair_constants(sound=False)
+            m, order = relaxation_margins(y, K, eps, self.K, member)
+            return y, K, m, order
+        K = (self.sound_constants() if constants is None else constants).to(y.device, torch.float64)
+        m, order = relaxation_margins(y.double(), K, eps, self.K, None if member is None else member.to(y.device))
+        return y, K, m, order
 
     def augmented(self, x: torch.Tensor, eps: float | None = None, constants: torch.Tensor | None = None) -> torch.Tensor:
         """[y, y_bot] with y_bot = max(y) - max_k m_k: bottom wins iff no k <= K is certified
         (on an exact tie the bottom logit equals the top one; :meth:`certify` never certifies ties)."""
         y, _, m, _ = self.margins(x, eps, constants)
-        bottom = y.max(1).values - m.max(1).values
+        bottom = y.max(1).values - m.max(1).values.to(y.dtype)
         return torch.cat([y, bottom[:, None]], 1)
 
     @torch.no_grad()
-    def certify(self, x: torch.Tensor, eps: float | None = None, constants: torch.Tensor | None = None,
-                batch_size: int = 4096) -> Certificate:
-        """Certificates for a batch, in one forward pass once ``constants`` (:meth:`sound_constants`) are known."""
+    def certify(self, x: torch.Tensor, eps: float | None = None, batch_size: int = 4096) -> Certificate:
+        """Certificates for a batch (sound constants computed once, then one forward pass per batch)."""
+        check.batch("x", x)
         was = self.training
         self.eval()
+        dev = model_device(self)
         self._ensure_shapes(x)
-        constants = self.sound_constants() if constants is None else constants
         parts = []
-        for i in range(0, len(x), batch_size):
-            y, K, m, order = self.margins(x[i:i + batch_size], eps, constants)
-            ok = m > 0                                              # strictly: a tie is never certified
+        for s in batches(len(x), batch_size):
+            y, K, m, order = self.margins(x[s].to(dev), eps)
+            slack = LOGIT_SLACK * (1 + y.abs().amax(1, keepdim=True).double())
+            ok = m > slack                                          # strictly, with room for float32 rounding
             size = torch.where(ok.any(1), ok.shape[1] - ok.flip(1).long().argmax(1), torch.zeros_like(order[:, 0]))
             ranks = torch.arange(y.shape[1], device=y.device)[None, :]
             in_set = torch.zeros_like(y, dtype=torch.bool).scatter(1, order, ranks < size[:, None])
             j = order[:, 0]
-            gap = y.gather(1, j[:, None]) - y
+            gap = y.double().gather(1, j[:, None]) - y.double() - slack
             ratio = torch.where(gap <= 0, torch.zeros_like(gap), gap / K[j])
             radius = ratio.masked_fill(ranks == j[:, None], float("inf")).min(1).values
-            parts.append((j, size > 0, in_set, size, radius))
+            parts.append([t.to(x.device) for t in (j, size > 0, in_set, size, radius)])
         self.train(was)
         return Certificate(*(torch.cat(p) for p in zip(*parts)))
 
 
-# --------------------------------------------------------------------------- training
-def gloro_loss(model: GloroNet, x: torch.Tensor, y: torch.Tensor, cfg, eps: float) -> torch.Tensor:
-    """Cross-entropy over the augmented logits (label never bot), or with ``trades_lambda`` > 0
-    CE(y) - lambda * log(1 - p_bot) (the TRADES form of the GloRo paper)."""
-    model.eps = eps
-    aug = model.augmented(x)
-    lam = cfg.loss_options.get("trades_lambda", 0.0)
-    if lam:
-        p_bot = F.softmax(aug, 1)[:, -1]
-        return F.cross_entropy(aug[:, :-1], y) - lam * torch.log1p(-p_bot.clamp(max=1 - 1e-6)).mean()
-    return F.cross_entropy(aug, y)
+def as_relaxation(net: GloroNet, relaxation: str, K: int = 1, groups=None) -> GloroNet:
+    """The same trained network certified under another guarantee (weights shared)."""
+    out = GloroNet(net.model, net.eps, relaxation, K, groups).eval()
+    out._shapes = net._shapes
+    return out
 
 
-def as_gloro(model: nn.Module, cfg) -> GloroNet:
-    """Wrap a freshly built network for GloRo training as ``cfg.loss_options`` says."""
-    o = cfg.loss_options
-    return GloroNet(model, cfg.eps, o.get("relaxation", "local"), o.get("K", 1), o.get("groups"),
-                    o.get("power_iters", 5))
-
-
-# --------------------------------------------------------------------------- data
+# --------------------------------------------------------------------------- affinity groups
 def cifar100_superclasses() -> list[list[int]]:
     """The 20 CIFAR-100 superclasses as lists of fine-label ids (shipped as data in the library)."""
     spec = json.loads(resources.files("robustbook").joinpath("data_files/cifar100_superclasses.json").read_text())
@@ -352,57 +401,32 @@ def cifar100_superclasses() -> list[list[int]]:
     return [[index[name] for name in members] for members in spec["superclasses"].values()]
 
 
-# Named affinity groupings, as data.  ``digits_confusable``: the sets an RT3 GloRo net certified
-# most often on the digits' training and validation splits (never the test split) — digits whose
-# 8x8 strokes overlap: 3/5/9 and 3/8/9 share the right-hand curves, 1/2/8 the slanted stroke and
-# base, 0/6 the closed loop, 1/4 the vertical bar.
-AFFINITY_GROUPS: dict[str, object] = {
-    "digits_confusable": [[3, 5, 9], [3, 8, 9], [1, 2, 8], [0, 6], [1, 4]],
-    "cifar100_superclasses": cifar100_superclasses,
-}
+def derive_groups(net: GloroNet, x: torch.Tensor, eps: float, count: int = 4) -> list[tuple[list[int], int, str]]:
+    """Affinity groups read off a relaxed net: the class sets of at least two classes it certifies most
+    often on ``x`` (use training and validation data, never the test split), with their counts.
 
-
-def affinity_groups(name: str) -> list[list[int]]:
-    if name not in AFFINITY_GROUPS:
-        raise ValueError(f"unknown affinity grouping {name!r}; valid choices: {', '.join(AFFINITY_GROUPS)}")
-    groups = AFFINITY_GROUPS[name]
-    return [list(g) for g in (groups() if callable(groups) else groups)]
-
-
-# --------------------------------------------------------------------------- chapter helpers
-def relaxation_configs(base: dict, eps: float, rtk_k: Sequence[int], groups: list[list[int]],
-                       trades_lambda: float) -> dict:
-    """TrainConfigs of one GloRo net per guarantee: local, rtk<K> for each K, affinity.
-
-    Trained at 1.1 x eps with eps ramped up over the first half of training (as the GloRo code does).
+    When the net certifies fewer than ``count`` such sets, the list is completed with the pairs of top-2
+    classes it predicts most often (uncertified). Each entry says which source it came from.
     """
-    from .train import TrainConfig
+    check.number("count", count, low=1, integer=True)
+    cert = net.certify(x, eps=eps)
+    sets = Counter(tuple(torch.nonzero(s).flatten().tolist()) for s, ok in zip(cert.certified_set, cert.certified)
+                   if ok and int(s.sum()) >= 2)
+    out = [(list(s), n, "certified set") for s, n in sets.most_common(count)]
+    if len(out) < count:
+        from .attacks import predict_logits
 
-    variants = {"local": {}, **{f"rtk{k}": {"relaxation": "rtk", "K": k} for k in rtk_k},
-                "affinity": {"relaxation": "affinity", "groups": groups}}
-    return {name: TrainConfig(**base, method="gloro", eps=1.1 * eps, eps_warmup=0.5,
-                              loss_options={**v, "trades_lambda": trades_lambda})
-            for name, v in variants.items()}
-
-
-def evaluate(nets: dict[str, GloroNet], x: torch.Tensor, y: torch.Tensor, eps: float):
-    """Clean accuracy, VRA and rejection rate of each net under its own guarantee."""
-    import pandas as pd
-
-    rows = {}
-    for name, net in nets.items():
-        cert = net.certify(x, eps=eps)
-        rows[name] = {"clean_accuracy": (cert.prediction == y).double().mean().item(), "vra": cert.vra(y),
-                      "rejection_rate": cert.rejection_rate,
-                      "mean_certified_set_size": cert.set_size[cert.certified].double().mean().item()}
-    return pd.DataFrame(rows).T
+        top2 = predict_logits(net, x).topk(2, dim=1).indices.sort(dim=1).values
+        pairs = Counter(tuple(p) for p in top2.tolist())
+        for p, n in pairs.most_common():
+            if len(out) >= count:
+                break
+            if not any(set(p) <= set(g) for g, _, _ in out):
+                out.append((list(p), n, "top-2 pair"))
+    return out
 
 
-def as_relaxation(net: GloroNet, relaxation: str, K: int = 1, groups=None) -> GloroNet:
-    """The same trained network certified under another guarantee (weights shared)."""
-    return GloroNet(net.model, net.eps, relaxation, K, groups).eval()
-
-
+# --------------------------------------------------------------------------- soundness by attack
 def set_change(mask: torch.Tensor):
     """A PGD loss that is > 0 exactly when the set ``mask`` is no longer the top-|mask| set."""
     def loss(logits: torch.Tensor, _target) -> torch.Tensor:
@@ -416,12 +440,13 @@ def attack_certificates(net: GloroNet, x: torch.Tensor, eps: float, steps: int =
     """Try to break every certificate on ``x`` with L2 PGD inside the eps-ball (and the box).
 
     For each certified point the attack maximises (best outsider logit - worst logit in the
-    certified set); a positive value after the attack would be a soundness violation.
+    certified set); a value >= 0 after the attack would be a soundness violation.
     """
     from .attacks import pgd
 
     cert = net.certify(x, eps=eps)
-    xs, mask = x[cert.certified], cert.certified_set[cert.certified]
+    dev = model_device(net)
+    xs, mask = x[cert.certified].to(dev), cert.certified_set[cert.certified].to(dev)
     if len(xs) == 0:
         return {"certified_points_attacked": 0, "soundness_violations": 0, "closest_gap": float("nan")}
     x_adv = pgd(net, xs, mask, eps, "L2", steps=steps, restarts=restarts, loss_fn=set_change(mask))
@@ -429,31 +454,3 @@ def attack_certificates(net: GloroNet, x: torch.Tensor, eps: float, steps: int =
         gap = set_change(mask)(net(x_adv), None)
     return {"certified_points_attacked": len(xs), "soundness_violations": int((gap >= 0).sum()),
             "closest_gap": float(gap.max())}
-
-
-def lipschitz_report(net: GloroNet, x: torch.Tensor) -> dict:
-    """Converged power iteration against the sound per-layer norms (their product is L_sub)."""
-    net._ensure_shapes(x)
-    power = torch.tensor(net.converge()).prod().item()
-    exact = math.prod(float(exact_sigma(layer, shape)) for layer, shape in net._linear_layers())
-    return {"power_iteration": power, "exact": exact, "ratio": power / exact}
-
-
-def guarantee_ordering(nets: dict[str, GloroNet], x: torch.Tensor, y: torch.Tensor, eps: float,
-                       groups: list[list[int]]):
-    """VRA of each trained net certified as local, affinity and RTK_K (K = largest group), weights shared.
-
-    On one net the three are ordered by construction (local <= affinity <= RTK_K); returns the
-    table and whether every row respects the order.
-    """
-    import pandas as pd
-
-    K = max(len(g) for g in groups)
-    rows = {}
-    for trained, net in nets.items():
-        variants = {"local": as_relaxation(net, "local"), "affinity": as_relaxation(net, "affinity", groups=groups),
-                    f"rtk{K}": as_relaxation(net, "rtk", K=K)}
-        rows[f"trained for {trained}"] = evaluate(variants, x, y, eps)["vra"]
-    table = pd.DataFrame(rows).T
-    ordered = bool(((table["local"] <= table["affinity"]) & (table["affinity"] <= table[f"rtk{K}"])).all())
-    return table, ordered

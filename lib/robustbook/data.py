@@ -198,15 +198,25 @@ DATASETS: dict[str, Callable[..., Data]] = {
 }
 
 
+# What each named image dataset looks like, known before loading it (for checking parameters).
+DATASET_INFO: dict[str, tuple[int, tuple[int, ...]]] = {
+    "digits": (10, (1, 8, 8)), "mnist": (10, (1, 28, 28)), "cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
+}
+
+
 def load_dataset(name: str, **options) -> Data:
     """Load a dataset by name; see :data:`DATASETS` for the choices."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}")
-    return DATASETS[name](**options)
+    from .validate import choice
+
+    return DATASETS[choice("dataset", name, DATASETS)](**options)
 
 
 def subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int = 0):
     """The first ``n`` points of a fixed random permutation (all points when n is None)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        from .validate import InvalidArgument
+
+        raise InvalidArgument(f"n must be a positive number of points or None; got {n!r}")
     if n is None or n >= len(y):
         return x, y
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]

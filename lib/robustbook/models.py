@@ -130,9 +130,20 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(arch: str, input_shape: Sequence[int], num_classes: int, **options) -> nn.Module:
-    """A freshly initialised network of a registered architecture."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; valid choices: {', '.join(ARCHITECTURES)}")
+    """A freshly initialised network of a registered architecture (on the CPU; callers move it)."""
+    from . import validate as check
+
+    check.choice("arch", arch, ARCHITECTURES)
+    check.number("num_classes", num_classes, low=2, integer=True)
+    if len(input_shape) not in (1, 3) or any(int(s) < 1 for s in input_shape):
+        raise check.InvalidArgument(f"input_shape must be (features,) or (channels, height, width); got {tuple(input_shape)}")
+    if arch in ("cnn", "2C2F", "4C3F", "6C2F") and len(input_shape) != 3:
+        raise check.InvalidArgument(f"arch {arch!r} needs image inputs (channels, height, width); got {tuple(input_shape)}")
+    for key in ("width", "depth", "hidden"):
+        if key in options and options[key] is not None:
+            check.number(f"arch_options[{key!r}]", options[key], low=1, integer=True)
+    if "dropout" in options:
+        check.number("arch_options['dropout']", options["dropout"], low=0.0, high=0.99)
     return ARCHITECTURES[arch](tuple(input_shape), num_classes, **options)
 
 
@@ -149,13 +160,17 @@ def _import_robustbench():
     the module before the import makes robustbench import unchanged.  (It also imports
     ``pkg_resources``, which is why the environment pins setuptools < 81.)
     """
+    import warnings
+
     if "autoattack" not in sys.modules:
         import pyautoattack
         import pyautoattack.state  # robustbench.eval imports autoattack.state
 
         sys.modules["autoattack"] = pyautoattack
         sys.modules["autoattack.state"] = pyautoattack.state
-    import robustbench
+    with warnings.catch_warnings():   # its pkg_resources import warns about setuptools' future; not ours to fix
+        warnings.simplefilter("ignore")
+        import robustbench
 
     return robustbench
 
@@ -192,6 +207,8 @@ def load_robustbench(name: str, dataset: str = "cifar10", threat_model: str = "L
             f"unknown RobustBench model {name!r} for {dataset}/{threat_model}; "
             f"{len(names)} valid choices, e.g. {', '.join(list(names)[:5])}"
         )
+    from .runtime import device
+
     model_dir = Path(model_dir) if model_dir else cache_dir() / "robustbench"
     path = robustbench_checkpoint(name, dataset, threat_model, model_dir)
     existed = path.is_file()
@@ -213,7 +230,7 @@ def load_robustbench(name: str, dataset: str = "cifar10", threat_model: str = "L
         raise
     finally:
         socket.setdefaulttimeout(old)
-    return model.eval()
+    return model.to(device()).eval()
 
 
 def robustbench_architecture(name: str, dataset: str = "cifar10", threat_model: str = "Linf") -> nn.Module:
@@ -223,3 +240,20 @@ def robustbench_architecture(name: str, dataset: str = "cifar10", threat_model: 
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
     return model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)][name]["model"]()
+
+
+def estimate_training_bytes(arch: str, input_shape: Sequence[int], num_classes: int, batch_size: int = 64,
+                            **options) -> int:
+    """Bytes a training step of this architecture needs, estimated without allocating anything.
+
+    The model is built on torch's ``meta`` device: parameters (with gradients and two Adam moments:
+    x4) plus every layer's activations for one batch (kept for the backward pass: x2), in float32.
+    """
+    with torch.device("meta"):
+        model = build_model(arch, input_shape, num_classes, **options)
+        params = sum(p.numel() for p in model.parameters())
+        h, activations = torch.empty((batch_size, *input_shape)), 0
+        for layer in model if isinstance(model, nn.Sequential) else [model]:
+            h = layer(h)
+            activations += h.numel()
+    return int(4 * (4 * params + 2 * activations))

@@ -47,8 +47,9 @@ def decision_regions(model, x: torch.Tensor, y: torch.Tensor, ax=None, resolutio
     grid = torch.linspace(lim[0], lim[1], resolution)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")
     pts = torch.stack([gx.flatten(), gy.flatten()], 1)
-    with torch.no_grad():
-        pred = model(pts).argmax(1).reshape(resolution, resolution).numpy()
+    from .attacks import predict_logits
+
+    pred = predict_logits(model, pts).argmax(1).reshape(resolution, resolution).cpu().numpy()
     n_classes = int(y.max()) + 1
     colors = sns.color_palette("pastel", n_classes) + [extra_class_color]
     from matplotlib.colors import ListedColormap
@@ -70,6 +71,37 @@ def _points(ax, x, y, n_classes: int, lim, title: str | None):
     return ax
 
 
+def selection_regions(selectors: dict, x: torch.Tensor, y: torch.Tensor, resolution: int = 120, lim=(0.0, 1.0)):
+    """One panel per selector: where in the 2-D plane it hands the input to the robust model (dark), with the data."""
+    grid = torch.linspace(lim[0], lim[1], resolution)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    pts = torch.stack([gx.flatten(), gy.flatten()], 1)
+    fig, axes = plt.subplots(1, len(selectors), figsize=(4.3 * len(selectors), 4.2), squeeze=False)
+    n_classes = int(y.max()) + 1
+    for ax, (name, selector) in zip(axes[0], selectors.items()):
+        chosen = selector.select(pts).reshape(resolution, resolution).float().cpu().numpy()
+        ax.imshow(chosen, origin="lower", extent=(*lim, *lim), cmap="Greys", vmin=0, vmax=1.6, aspect="auto",
+                  interpolation="nearest")
+        _points(ax, x, y, n_classes, lim, f"{name}: {chosen.mean():.0%} of the square selected")
+    fig.tight_layout()
+    return fig
+
+
+def cost_vs_robustness(points, ax=None):
+    """Robust accuracy (attacked) against selector cost (log axis), one point per (robust model, selector) pair,
+    with the spread over seeds as error bars. ``points``: rows with pair, cost, robust, robust_std, model."""
+    ax = ax or plt.subplots(figsize=(6.5, 4.2))[1]
+    palette = dict(zip(sorted({p["model"] for p in points}), sns.color_palette("deep")))
+    for p in points:
+        ax.errorbar(p["cost"], p["robust"], yerr=p["robust_std"], fmt="o", color=palette[p["model"]], capsize=3)
+        ax.annotate(p["selector"], (p["cost"], p["robust"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for model, colour in palette.items():
+        ax.plot([], [], "o", color=colour, label=f"robust model: {model}")
+    ax.set(xscale="log", xlabel="selector cost per input (forward passes)", ylabel="robust accuracy, attacked end to end")
+    ax.legend(fontsize=8)
+    return ax
+
+
 def estimate_vs_exact(exact, estimate, label: str = "FAB", ax=None):
     """Scatter of a margin estimate against the exact margin, with the diagonal."""
     ax = ax or plt.gca()
@@ -84,20 +116,23 @@ def estimate_vs_exact(exact, estimate, label: str = "FAB", ax=None):
 
 
 def margin_scatter(reports: dict, eps: float | None = None, col_wrap: int = 3):
-    """Input margin (x) against logit margin (y), one panel per model; failed FAB points are left out."""
+    """Input margin (x) against logit margin (y), one panel per model; points where FAB found no
+    adversarial example sit at the search's bound and are drawn as crosses."""
     import pandas as pd
 
     frames = []
     for name, r in reports.items():
-        ok = r.success.numpy()
-        frames.append(pd.DataFrame({"model": name, "input margin": r.input_margin.distance.numpy()[ok],
-                                    "logit margin": r.logit_margin.numpy()[ok], "correct": r.correct.numpy()[ok]}))
+        frames.append(pd.DataFrame({"model": name, "input margin": r.margin.cpu().numpy(),
+                                    "logit margin": r.logit_margin.cpu().numpy(),
+                                    "correct": r.correct.cpu().numpy(),
+                                    "FAB": np.where(r.input_margin.success.cpu().numpy(), "found", "failed")}))
     grid = sns.FacetGrid(pd.concat(frames), col="model", col_wrap=col_wrap, sharex=False, sharey=False, height=2.8)
-    grid.map_dataframe(sns.scatterplot, x="input margin", y="logit margin", hue="correct", s=10, alpha=0.6,
+    grid.map_dataframe(sns.scatterplot, x="input margin", y="logit margin", hue="correct", style="FAB",
+                       markers={"found": "o", "failed": "X"}, s=10, alpha=0.6,
                        palette={True: "tab:blue", False: "tab:red"})
     if eps is not None:
         grid.map(plt.axvline, x=eps, color="0.4", ls=":", lw=1)
-    grid.add_legend(title="correct")
+    grid.add_legend()
     return grid
 
 

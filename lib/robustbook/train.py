@@ -1,27 +1,31 @@
-"""Training: standard, PGD adversarial training and TRADES, seeded and cached.
+"""Training, seeded, on the chosen device, and cached.
 
-``train(config, data)`` returns a trained model.  The checkpoint is cached under
-``cache_dir()/models/<arch>-<method>-<hash>.pt`` where the hash covers every training
-parameter and a fingerprint of the training data; a second call with the same
-parameters loads it (``weights_only=True``) instead of training again.  Losses are a
-registry (:data:`LOSSES`), so later chapters add theirs (GloRo, ERA) without if-chains.
+``train(config, data)`` returns a trained model. The checkpoint is a verified cache entry
+``cache_dir()/models/<arch>-<method>-<key>.pt`` whose key covers every training parameter, a
+fingerprint of the training data and the code of the modules that train (this one, the losses,
+the architectures, the attacks used inside training); a second call with the same parameters
+loads it (``weights_only=True``) instead of training again. The objectives are the registry
+:data:`robustbook.losses.LOSSES`.
 """
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .attacks import accuracy, check_norm, pgd
+from . import losses
+from . import validate as check
+from .attacks import NORMS, accuracy
 from .data import Data
-from .models import build_model
-from .runtime import cache_dir, load_torch, save_json, save_torch, seed_everything, stable_hash, tensor_fingerprint
+from .models import ARCHITECTURES, build_model
+from .runtime import (cache_dir, cache_load, cache_save, code_hash, device, model_fingerprint, progress, save_json,
+                      seed_everything, stable_hash, tensor_fingerprint, timed)
+
+TRAINING_CODE = ("train", "losses", "models", "attacks", "certify", "data")
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,8 @@ class TrainConfig:
 
     arch: str = "mlp"
     arch_options: dict = field(default_factory=dict)
-    method: str = "standard"           # a key of LOSSES
-    eps: float = 0.0                   # attack radius of adversarial methods
+    method: str = "standard"           # a key of robustbook.losses.LOSSES
+    eps: float = 0.0                   # attack radius of adversarial methods (d_max for MMA)
     norm: str = "Linf"
     attack_steps: int = 10
     attack_step_size: float | None = None   # default 2.5 * eps / steps
@@ -50,59 +54,8 @@ class TrainConfig:
 
     def key(self, data: Data) -> str:
         fingerprint = tensor_fingerprint(data.x_train, data.y_train)
-        return f"{self.arch}-{self.method}-{stable_hash([asdict(self), data.name, fingerprint])}"
+        return f"{self.arch}-{self.method}-{stable_hash([asdict(self), data.name, fingerprint, code_hash(*TRAINING_CODE)])}"
 
-
-# --------------------------------------------------------------------------- losses
-def standard_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, eps: float) -> torch.Tensor:
-    return F.cross_entropy(model(x), y)
-
-
-def _attack(model: nn.Module, x, y, cfg: TrainConfig, eps: float, **kw) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    x_adv = pgd(model, x, y, eps, cfg.norm, steps=cfg.attack_steps, step_size=cfg.attack_step_size, seed=None, **kw)
-    model.train(was_training)
-    return x_adv
-
-
-def pgd_loss(model, x, y, cfg: TrainConfig, eps: float) -> torch.Tensor:
-    """Madry et al. (2018): cross-entropy on PGD adversarial inputs."""
-    return F.cross_entropy(model(_attack(model, x, y, cfg, eps)), y)
-
-
-def trades_kl(logits_adv: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(logits) || softmax(logits_adv)) per example."""
-    return F.kl_div(F.log_softmax(logits_adv, 1), F.log_softmax(logits, 1), log_target=True, reduction="none").sum(1)
-
-
-def trades_adversary(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, eps: float) -> torch.Tensor:
-    """The TRADES inner maximisation: PGD on the KL to the clean prediction."""
-    with torch.no_grad():
-        clean = model(x).detach()
-    was_training = model.training
-    model.eval()
-    x_adv = pgd(model, x, clean, eps, cfg.norm, steps=cfg.attack_steps, step_size=cfg.attack_step_size,
-                loss_fn=trades_kl, seed=None, start=x + 0.001 * torch.randn_like(x))
-    model.train(was_training)
-    return x_adv
-
-
-def trades_loss(model, x, y, cfg: TrainConfig, eps: float) -> torch.Tensor:
-    """Zhang et al. (2019): CE(f(x), y) + beta * KL(f(x) || f(x_adv))."""
-    x_adv = trades_adversary(model, x, cfg, eps) if eps > 0 else x
-    logits, logits_adv = model(x), model(x_adv)
-    return F.cross_entropy(logits, y) + cfg.beta * trades_kl(logits_adv, logits).mean()
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "standard": standard_loss,
-    "pgd": pgd_loss,
-    "trades": trades_loss,
-}
-
-# Methods that train a wrapped network (e.g. GloRo's bottom logit); filled in at the end of this module.
-WRAPPERS: dict[str, Callable[[nn.Module, "TrainConfig"], nn.Module]] = {}
 
 OPTIMIZERS = {
     "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
@@ -116,15 +69,30 @@ SCHEDULES = {
 }
 
 
-def validate_config(cfg: TrainConfig) -> TrainConfig:
-    for name, registry in (("method", LOSSES), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
-        if getattr(cfg, name) not in registry:
-            raise ValueError(f"unknown {name} {getattr(cfg, name)!r}; valid choices: {', '.join(registry)}")
-    check_norm(cfg.norm)
-    if cfg.select not in ("last", "val_accuracy"):
-        raise ValueError(f"unknown select {cfg.select!r}; valid choices: last, val_accuracy")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.eps < 0:
-        raise ValueError("epochs and batch_size must be >= 1, lr > 0 and eps >= 0")
+def validate_config(cfg: TrainConfig, fine_tune: bool = False) -> TrainConfig:
+    """Refuse a config before any work: unknown names, non-finite or out-of-range numbers."""
+    if not fine_tune:
+        check.choice("arch", cfg.arch, ARCHITECTURES)
+    loss = losses.get(cfg.method)
+    check.choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    check.choice("schedule", cfg.schedule, SCHEDULES)
+    check.choice("norm", cfg.norm, NORMS)
+    check.choice("select", cfg.select, ("last", "val_accuracy"))
+    check.number("epochs", cfg.epochs, low=1, high=100_000, integer=True)
+    check.number("batch_size", cfg.batch_size, low=1, integer=True)
+    check.number("attack_steps", cfg.attack_steps, low=1, high=10_000, integer=True)
+    check.number("seed", cfg.seed, low=0, high=2**63 - 1, integer=True)
+    check.number("lr", cfg.lr, low=0.0, low_open=True, high=10.0)
+    for name in ("momentum", "eps_warmup"):
+        check.number(name, getattr(cfg, name), low=0.0, high=1.0)
+    check.number("weight_decay", cfg.weight_decay, low=0.0)
+    check.number("beta", cfg.beta, low=0.0)
+    check.radius("eps", cfg.eps, allow_zero=not loss.adversarial)
+    if cfg.attack_step_size is not None:
+        check.number("attack_step_size", cfg.attack_step_size, low=0.0, low_open=True)
+    for k, v in cfg.loss_options.items():
+        if isinstance(v, float):
+            check.number(f"loss_options[{k!r}]", v)
     return cfg
 
 
@@ -136,17 +104,20 @@ def _eps_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.eps * (0.01 + 0.99 * min(1.0, epoch / max(1, ramp - 1)))
 
 
-def fit(model: nn.Module, data: Data, cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, list[dict]]:
-    """Train ``model`` in place with the loss ``cfg.method``; returns it and the epoch history."""
-    validate_config(cfg)
+def fit(model: nn.Module, data: Data, cfg: TrainConfig) -> tuple[nn.Module, list[dict]]:
+    """Train ``model`` in place (on its device) with the loss ``cfg.method``; returns it and the epoch history.
+
+    The training tensors stay on the CPU; each minibatch moves to the model's device.
+    """
     seed_everything(cfg.seed)
-    loss_fn = LOSSES[cfg.method]
+    loss_fn = losses.get(cfg.method).fn
+    dev = next(model.parameters()).device
     opt = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     sched = SCHEDULES[cfg.schedule](opt, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = data.x_train, data.y_train
     history, best_state, best_val = [], None, -1.0
-    bar = tqdm(range(cfg.epochs), desc=f"{cfg.arch}/{cfg.method}", disable=not progress, leave=False)
+    bar = progress(range(cfg.epochs), f"{cfg.arch}/{cfg.method}")
     for epoch in bar:
         model.train()
         eps = _eps_at(cfg, epoch)
@@ -154,17 +125,21 @@ def fit(model: nn.Module, data: Data, cfg: TrainConfig, progress: bool = True) -
         total = 0.0
         for i in range(0, len(y), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            loss = loss_fn(model, x[idx], y[idx], cfg, eps)
+            loss = loss_fn(model, x[idx].to(dev), y[idx].to(dev), cfg, eps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
+        if not math.isfinite(total):
+            raise FloatingPointError(f"training {cfg.arch}/{cfg.method} diverged in epoch {epoch + 1} (loss {total}); "
+                                     f"lower the learning rate (lr = {cfg.lr})")
         model.eval()
-        val_acc = accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan")
+        val_acc = accuracy(model, data.x_val, data.y_val) if len(data.y_val) else None
         history.append({"epoch": epoch + 1, "loss": total / len(y), "val_accuracy": val_acc, "eps": eps})
-        bar.set_postfix(loss=f"{total / len(y):.3f}", val=f"{val_acc:.3f}")
-        if cfg.select == "val_accuracy" and val_acc > best_val:
+        bar.set_postfix(loss=f"{total / len(y):.3f}", val=f"{val_acc if val_acc is not None else float('nan'):.3f}",
+                        refresh=False)
+        if cfg.select == "val_accuracy" and val_acc is not None and val_acc > best_val:
             best_val, best_state = val_acc, copy.deepcopy(model.state_dict())
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -176,41 +151,48 @@ def checkpoint_path(cfg: TrainConfig, data: Data) -> Path:
     return cache_dir() / "models" / f"{cfg.key(data)}.pt"
 
 
-def train(cfg: TrainConfig, data: Data, init: nn.Module | None = None, cache: bool = True,
-          progress: bool = True) -> nn.Module:
+def _matches(model: nn.Module):
+    """A validator for cached weights: the same keys and shapes as ``model`` (else: another architecture)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    def validate(state: dict) -> None:
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if got != expected:
+            missing = sorted(set(expected) - set(got))[:3]
+            raise ValueError(f"weights of another architecture (missing {missing or 'none'}, "
+                             f"{len(got)} tensors for {len(expected)})")
+    return validate
+
+
+def train(cfg: TrainConfig, data: Data, init: nn.Module | None = None, cache: bool = True) -> nn.Module:
     """A model trained with ``cfg`` on ``data``, loaded from the cache when it was trained before.
 
     ``init`` fine-tunes a copy of an existing model instead of a fresh ``cfg.arch``
-    network (its weights then join the cache key).
+    network (its weights then join the cache key). The model lives on :func:`robustbook.runtime.device`.
     """
-    validate_config(cfg)
+    validate_config(cfg, fine_tune=init is not None)
     if init is not None:
-        base = stable_hash({k: tensor_fingerprint(v) for k, v in init.state_dict().items()})
-        cfg = replace(cfg, loss_options={**cfg.loss_options, "init": base})
+        cfg = replace(cfg, loss_options={**cfg.loss_options, "init": model_fingerprint(init)})
     path = checkpoint_path(cfg, data)
+    key = path.stem
     seed_everything(cfg.seed)
-    model = copy.deepcopy(init) if init is not None else build_model(cfg.arch, data.input_shape, data.num_classes, **cfg.arch_options)
-    if cfg.method in WRAPPERS and init is None:
-        model = WRAPPERS[cfg.method](model, cfg)
+    model = copy.deepcopy(init) if init is not None else build_model(cfg.arch, data.input_shape, data.num_classes,
+                                                                      **cfg.arch_options)
+    wrap = losses.get(cfg.method).wrap
+    if wrap is not None and init is None:
+        model = wrap(model, cfg)
+    model = model.to(device())
     if hasattr(model, "trace"):
         model.trace(data.input_shape)
-    if cache and path.is_file():
-        model.load_state_dict(load_torch(path))
-        return model.eval()
-    model, history = fit(model, data, cfg, progress=progress)
     if cache:
-        save_torch(model.state_dict(), path)
+        state = cache_load(path, "model", key, validate=_matches(model))
+        if state is not None:
+            model.load_state_dict(state)
+            return model.eval()
+    with timed("training"):
+        model, history = fit(model, data, cfg)
+    if cache:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        cache_save(path, state, "model", key, {"config": asdict(cfg), "dataset": data.name})
         save_json({"config": asdict(cfg), "dataset": data.name, "history": history}, path.with_suffix(".json"))
     return model
-
-
-def _register_chapter_losses() -> None:
-    from .abstain import era_loss
-    from .certify import as_gloro, gloro_loss
-
-    LOSSES["gloro"] = gloro_loss
-    WRAPPERS["gloro"] = as_gloro
-    LOSSES["era"] = era_loss
-
-
-_register_chapter_losses()

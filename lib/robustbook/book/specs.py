@@ -1,20 +1,24 @@
-"""The chapters of the book as data: their parameters, valid values and profiles.
+"""Chapters as data: their parameters, valid values and profiles, validated before any work.
 
-Each chapter declares its parameters once (:class:`Param`) and three profiles:
-``smoke`` (seconds, for tests), ``cpu`` (the published book) and ``paper`` (the papers'
-settings, for a GPU with internet).  :func:`resolve` validates a profile plus overrides
-before any work is done; the notebook's ``parameters`` cell holds ``profile`` and ``None``
-for every parameter, and :func:`parameters` fills and checks them inside the notebook.
+Each chapter declares its parameters once (:class:`Param`) and four profiles: ``smoke`` (seconds,
+for the tests), ``cpu`` (the published book: minutes on a 2-core laptop, offline), ``colab`` (real
+data on a T4-class GPU) and ``paper`` (the papers' settings). :func:`resolve` validates a profile
+plus overrides before any work is done — names, types, finite numbers, ranges, and the chapter's
+own cross-checks against the data the values will meet; the notebook's ``parameters`` cell holds
+``profile`` and ``None`` for every parameter, and :func:`start` fills and checks them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-PROFILES = ("smoke", "cpu", "paper")
+from ..validate import InvalidArgument
+
+PROFILES = ("smoke", "cpu", "colab", "paper")
 
 
-class ParameterError(ValueError):
+class ParameterError(InvalidArgument):
     """A chapter parameter is unknown or has a bad value."""
 
 
@@ -27,18 +31,24 @@ class Param:
     high: float | None = None
     item: type | None = None        # element type of a list
     inner: type | None = None       # element type of the inner lists of a list of lists
+    unique: bool = False            # for lists: no repeated items
 
     def check(self, name: str, value: Any) -> Any:
         if self.kind is list:
             if not isinstance(value, (list, tuple)) or not value:
                 raise ParameterError(f"parameter {name!r} must be a non-empty list ({self.help}); got {value!r}")
             element = Param(self.item, self.help, self.choices, self.low, self.high, item=self.inner)
-            return [element.check(f"{name}[]", v) for v in value]
+            out = [element.check(f"{name}[]", v) for v in value]
+            if self.unique and len(set(map(repr, out))) != len(out):
+                raise ParameterError(f"parameter {name!r} = {value!r} repeats an item; each must appear once")
+            return out
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise ParameterError(
                 f"parameter {name!r} must be {self.kind.__name__} ({self.help}); got {value!r} ({type(value).__name__})")
+        if self.kind is float and not math.isfinite(value):
+            raise ParameterError(f"parameter {name!r} must be a finite number ({self.help}); got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ParameterError(
                 f"parameter {name!r} = {value!r} is not valid; valid choices: {', '.join(map(str, self.choices))}")
@@ -53,7 +63,7 @@ class Chapter:
     title: str
     params: Mapping[str, Param]
     profiles: Mapping[str, Mapping[str, Any]]
-    check: Callable[[dict], None] | None = None   # cross-parameter checks
+    check: Callable[[dict], None] | None = None   # cross-parameter checks, against the data they will meet
     budget_seconds: float = 180.0                 # cpu-profile execution target
 
     @property
@@ -68,21 +78,23 @@ def register(chapter: Chapter) -> Chapter:
     for profile in PROFILES:
         values = chapter.profiles.get(profile)
         if values is None or set(values) != set(chapter.params):
-            raise AssertionError(f"{chapter.name}: profile {profile!r} must set exactly {sorted(chapter.params)}")
+            missing = sorted(set(chapter.params) - set(values or {}))
+            extra = sorted(set(values or {}) - set(chapter.params))
+            raise AssertionError(f"{chapter.name}: profile {profile!r} must set exactly the chapter's parameters "
+                                 f"(missing {missing}, unknown {extra})")
     _registry[chapter.name] = chapter
     return chapter
 
 
 def chapters() -> dict[str, Chapter]:
-    from . import chapter_specs  # noqa: F401  (registers the chapters)
+    """The registered chapters, in book order (``robustbook.book`` registers them on import)."""
     return dict(_registry)
 
 
 def get(name: str) -> Chapter:
-    all_ = chapters()
-    if name not in all_:
-        raise ParameterError(f"unknown chapter {name!r}; valid choices: {', '.join(all_)}")
-    return all_[name]
+    if name not in _registry:
+        raise ParameterError(f"unknown chapter {name!r}; valid choices: {', '.join(_registry)}")
+    return _registry[name]
 
 
 def resolve(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> dict:
@@ -99,7 +111,12 @@ def resolve(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None
     values = {**chapter.profiles[profile], **{k: v for k, v in overrides.items() if v is not None}}
     checked = {k: chapter.params[k].check(k, v) for k, v in values.items()}
     if chapter.check:
-        chapter.check(checked)
+        try:
+            chapter.check(checked)
+        except ParameterError:
+            raise
+        except InvalidArgument as err:        # a library check on a parameter: same kind of error
+            raise ParameterError(str(err)) from None
     return {"profile": profile, **checked}
 
 
@@ -111,19 +128,6 @@ def parameters(name: str, namespace: Mapping[str, Any]) -> dict:
     chapter = get(name)
     overrides = {k: namespace.get(k) for k in chapter.params}
     return resolve(name, namespace.get("profile", "cpu"), overrides)
-
-
-def start(name: str, namespace: Mapping[str, Any]):
-    """The first code cell of every chapter: validated parameters, seeds and threads, a results recorder.
-
-    Returns ``(P, res)``: the parameter dict and the chapter's :class:`robustbook.results.Results`.
-    """
-    from .results import Results
-    from .runtime import setup
-
-    params = parameters(name, namespace)
-    print(setup(params["seed"]))
-    return params, Results(name)
 
 
 def parse_value(text: str) -> Any:

@@ -1,0 +1,122 @@
+"""Claims are judged on seeds: a failing enforced claim fails the build, a reported one never does."""
+import json
+import os
+import textwrap
+
+import pytest
+
+from conftest import make_project
+from robustbook.book import results as results_module
+from robustbook.book.results import FAILS, HOLDS, NOISE, ClaimFailed, Results, judge
+from robustbook.stats import OverSeeds
+
+
+@pytest.mark.parametrize("values, relation, threshold, verdict", [
+    ([0.30, 0.32, 0.31], ">=", 0.2, HOLDS),          # clear gain
+    ([0.21, 0.19, 0.23], ">=", 0.2, NOISE),          # near the threshold: within one std
+    ([0.05, 0.06, 0.04], ">=", 0.2, FAILS),          # clearly below
+    ([0.5], ">=", 0.5, HOLDS),                       # one seed, on the threshold, >= holds
+    ([0.5], ">", 0.5, FAILS),                        # ... but > does not
+    ([0, 0, 0], "==", 0, HOLDS),
+    ([0, 1, 0], "==", 0, FAILS),
+    ([0.01, 0.02], "<=", 0.05, HOLDS),
+])
+def test_verdicts_use_the_spread_over_seeds(values, relation, threshold, verdict):
+    assert judge(values, relation, threshold)[0] == verdict
+
+
+def test_a_gain_must_exceed_its_spread():
+    # mean gain 0.06 over a threshold of 0.05 is not a gain when the seeds spread by 0.03
+    assert judge([0.03, 0.06, 0.09], ">=", 0.05)[0] == NOISE
+    assert judge([0.09, 0.10, 0.11], ">=", 0.05)[0] == HOLDS
+
+
+def test_judge_refuses_non_finite_values():
+    with pytest.raises(ValueError, match="finite"):
+        judge([0.1, float("nan")], ">=", 0.0)
+    with pytest.raises(ValueError, match="valid choices"):
+        judge([0.1], "~", 0.0)
+
+
+def test_enforce_raises_naming_the_claim_and_the_numbers():
+    res = Results("x")
+    res.claim("models are robust", OverSeeds({0: 0.1, 1: 0.12, 2: 0.11}), ">=", 0.5, "a paper")
+    res.claim("a finding that does not reproduce", OverSeeds({0: 0.1, 1: 0.1, 2: 0.1}), ">=", 0.5, "a paper",
+              enforce=False, reason="scale")
+    with pytest.raises(ClaimFailed) as err:
+        res.enforce()
+    message = str(err.value)
+    assert "models are robust" in message and "0.110" in message and ">= 0.500" in message
+    assert "does not reproduce" not in message
+    table = res.claims_table()
+    assert list(table["verdict"]) == ["**does not hold**", "does not reproduce here"]
+    assert table.loc[1, "note"] == "scale"
+
+
+CHAPTER = textwrap.dedent('''\
+    # %% tags=["parameters"]
+    profile = "cpu"
+    values = None
+    enforce = None
+
+    # %%
+    from robustbook.book import start
+    P, res = start("99_claims", globals())
+    res.glue("mean", sum(P.values) / len(P.values))
+    res.claim("the measured value is at least one half", dict(enumerate(P.values)), ">=", 0.5, "the test",
+              enforce=P.enforce, reason="a reported finding")
+    res.save()
+    res.enforce(True)
+    ''')
+
+
+@pytest.fixture
+def claims_project(tmp_path):
+    from robustbook.book.specs import Chapter, Param, _registry
+
+    root = make_project(tmp_path)
+    (root / "notebooks" / "99_claims.py").write_text(CHAPTER)
+    params = {"values": Param(list, "values", item=float), "enforce": Param(bool, "enforce")}
+    same = {"values": [0.1, 0.12, 0.11], "enforce": True}
+    _registry["99_claims"] = Chapter("99_claims", "claims test", params, {p: same for p in
+                                                                            ("smoke", "cpu", "colab", "paper")})
+    old = os.environ.get("ROBUSTBOOK_ROOT")
+    os.environ["ROBUSTBOOK_ROOT"] = str(root)
+    try:
+        yield root
+    finally:
+        _registry.pop("99_claims")
+        if old is None:
+            os.environ.pop("ROBUSTBOOK_ROOT")
+        else:
+            os.environ["ROBUSTBOOK_ROOT"] = old
+
+
+def test_a_failing_enforced_claim_fails_the_build_and_keeps_the_old_results(claims_project):
+    from robustbook.book.runner import ChapterFailed, run_chapter
+
+    run_chapter("99_claims", overrides={"values": [0.9, 0.8, 0.85]}, progress=False)
+    results = claims_project / "_build" / "results" / "99_claims.json"
+    kept = json.loads(results.read_text())
+    with pytest.raises(ChapterFailed) as err:
+        run_chapter("99_claims", overrides={"values": [0.1, 0.12, 0.11]}, progress=False)
+    message = str(err.value)
+    assert "99_claims" in message and "ClaimFailed" in message
+    assert "the measured value is at least one half" in message and "0.110" in message
+    assert "Traceback" not in message and "full traceback" in message
+    log = claims_project / "_build" / "logs" / "99_claims.log"
+    assert "Traceback" in log.read_text() or "ClaimFailed" in log.read_text()
+    assert json.loads(results.read_text()) == kept               # the failed run left the results as they were
+
+
+def test_a_claim_reported_as_not_reproducing_does_not_fail_the_build(claims_project):
+    from robustbook.book.runner import run_chapter
+
+    record = run_chapter("99_claims", overrides={"values": [0.1, 0.12, 0.11], "enforce": False}, progress=False)
+    assert record["seconds"] > 0
+    claims = json.loads((claims_project / "_build" / "results" / "99_claims.claims.json").read_text())
+    assert claims[0]["shown"] == "does not reproduce here" and claims[0]["reason"] == "a reported finding"
+
+
+def test_results_module_exports():
+    assert results_module.RELATIONS == (">", ">=", "<", "<=", "==")
