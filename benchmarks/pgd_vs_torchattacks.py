@@ -1,18 +1,17 @@
-"""Our batched PGD against torchattacks' PGD: same model, same inputs, same budget, one run.
+"""Our batched PGD (keeping the best iterate of every step) against torchattacks' PGD: same model, same inputs,
+same budget, one run. Target: ours at least as fast.
 
     .venv/bin/python benchmarks/pgd_vs_torchattacks.py
 """
-import torch
 import torchattacks
 
 from common import compare, report
+from robustbook import zoo
 from robustbook.attacks import accuracy, pgd
 from robustbook.data import load_digits
-from robustbook.train import TrainConfig, train
 
-torch.set_num_threads(2)
 data = load_digits()
-model = train(TrainConfig(arch="cnn", epochs=30, seed=0), data, progress=False)
+model = zoo.load("standard", data, seed=0, eps=0.1, epochs=20, width=32, attack_steps=5)
 x, y = data.x_test, data.y_test
 eps, steps = 0.1, 20
 alpha = 2.5 * eps / steps
@@ -21,11 +20,11 @@ ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=Tru
 times = compare({
     "robustbook.pgd": lambda: pgd(model, x, y, eps, "Linf", steps=steps, step_size=alpha),
     "torchattacks.PGD": lambda: ta(x, y),
-})
+}, repeats=7)
 report("pgd_vs_torchattacks", {
-    "points": len(x), "eps": eps, "steps": steps,
-    "seconds": times,
+    "points": len(x), "eps": eps, "steps": steps, "seconds": times,
     "ratio_torchattacks_over_ours": times["torchattacks.PGD"] / times["robustbook.pgd"],
+    "target": "ratio >= 1 (ours at least as fast, while keeping the best iterate)",
     "robust_accuracy": {"robustbook.pgd": accuracy(model, pgd(model, x, y, eps, steps=steps, step_size=alpha), y),
                         "torchattacks.PGD": accuracy(model, ta(x, y), y)},
 })

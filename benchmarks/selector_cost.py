@@ -1,34 +1,32 @@
-"""Chapter 4: per-input cost of the three selectors — empirical (PGD against the own prediction),
-certified (a GloRo certificate, constants precomputed) and a logit-margin threshold. One run, ratios.
+"""Chapters 4 and 6: per-input cost of the selectors — empirical (PGD against the own prediction), certified
+(a GloRo certificate), logit margin and pseudo-margin thresholds. One run, ratios.
 
     .venv/bin/python benchmarks/selector_cost.py
 """
 import torch
 
 from common import compare, report
-from robustbook import abstain
-from robustbook.certify import relaxation_configs
+from robustbook import abstain, zoo
+from robustbook.attacks import predict_logits
+from robustbook.consistency import PseudoMargin
 from robustbook.data import load_digits
-from robustbook.train import train
 
-torch.set_num_threads(2)
 data = load_digits()
-x = torch.cat([data.x_train, data.x_val, data.x_test])
-robust = train(abstain.digits_recipes(0.1, 30, 32, 7, 0)["trades"], data, progress=False)
-gloro = train(relaxation_configs(dict(arch="cnn", arch_options={"activation": "minmax", "width": 32}, epochs=150,
-                                      lr=1e-3, seed=0), 0.5, [2, 3], [[0, 6]], 2.0)["local"], data, progress=False)
-constants = gloro.sound_constants()
-times = compare({
-    "empirical (PGD 50 steps x 2 restarts)": lambda: abstain.select("empirical", robust, x, 0.15, steps=50, restarts=2),
-    "certified (GloRo)": lambda: gloro.certify(x, eps=0.5, constants=constants).certified,
-    "logit-margin threshold": lambda: abstain.select("score", robust, x, None, threshold=2.0),
-}, repeats=3)
-per_input = {k: v / len(x) for k, v in times.items()}
+x = data.x_test
+params = dict(seed=0, eps=0.1, epochs=20, width=32, attack_steps=5, selector_eps=0.15, era_epochs=10, era_lr=1e-3,
+              era_beta=1.0, gloro_eps=0.8, gloro_epochs=60, gloro_width=128)
+era = zoo.load("era", data, **params)
+gloro = zoo.load("gloro_local", data, **params)
+z = predict_logits(era, data.x_val)
+pseudo = PseudoMargin(epochs=50).fit(z, torch.rand(len(z)), z, torch.rand(len(z)))
+selectors = {"empirical (PGD 20 steps x 2 restarts)": abstain.EmpiricalSelector(era, 0.15, steps=20, restarts=2),
+             "certified (GloRo)": abstain.CertifiedSelector(gloro, 0.1),
+             "logit margin": abstain.logit_margin_selector(era, 2.0),
+             "pseudo-margin": abstain.pseudo_margin_selector(era, pseudo, 0.01)}
+times = compare({**{k: (lambda s=s: s.select(x)) for k, s in selectors.items()},
+                 "forward (ERA CNN)": lambda: predict_logits(era, x)}, repeats=3)
+forward = times.pop("forward (ERA CNN)")
 report("selector_cost", {
-    "points": len(x), "seconds": times, "seconds_per_input": per_input,
-    "empirical_over_certified": times["empirical (PGD 50 steps x 2 restarts)"] / times["certified (GloRo)"],
-    "empirical_over_logit_margin": times["empirical (PGD 50 steps x 2 restarts)"] / times["logit-margin threshold"],
-    "certified_over_logit_margin": times["certified (GloRo)"] / times["logit-margin threshold"],
-    "note": "the certified selector runs a GloRo net (L2, eps 0.5) and the others the TRADES CNN (Linf): "
-            "a cost comparison, not a comparison of guarantees",
+    "points": len(x), "seconds": times, "seconds_per_input": {k: v / len(x) for k, v in times.items()},
+    "over_one_forward_pass": {k: v / forward for k, v in times.items()},
 })

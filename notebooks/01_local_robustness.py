@@ -60,6 +60,7 @@ eps_grid = None
 train_steps = None
 curve_steps = None
 autoattack = None
+eval_points = None
 margin_points = None
 linear_epochs = None
 seeds = None
@@ -72,7 +73,7 @@ import seaborn as sns
 import robustbook as rb
 from robustbook import margins, plots
 from robustbook.attacks import AUTOATTACK_SETTINGS, accuracy, pgd, predict_logits, robustness_curve
-from robustbook.book import papers, tables
+from robustbook.book import estimate, papers, tables
 from robustbook.data import subset
 
 P, res = rb.start("01_local_robustness", globals())
@@ -112,8 +113,9 @@ models = rb.zoo.load_seeds(["standard", "pgd"], data, P.seeds, **settings)
 
 # %%
 setting = AUTOATTACK_SETTINGS[P.autoattack]
-per_seed = {seed: {name: {"clean accuracy": accuracy(m, data.x_test, data.y_test),
-                          "robust accuracy": rb.robust_accuracy(m, data.x_test, data.y_test, P.eps, setting=setting)}
+x_eval, y_eval = subset(data.x_test, data.y_test, P.eval_points, seed=0)
+per_seed = {seed: {name: {"clean accuracy": accuracy(m, x_eval, y_eval),
+                          "robust accuracy": rb.robust_accuracy(m, x_eval, y_eval, P.eps, setting=setting)}
                    for name, m in ms.items()} for seed, ms in models.items()}
 summary = tables.collect(per_seed)
 tables.mean_std(summary, ".1%", index="model")
@@ -287,7 +289,17 @@ res.glue("linear_margin_below_exact", sum(c["below_exact"] for c in comparisons.
 #   tighter. Always report the attack and its failures.
 # - Exact margins are available only for special models; the linear case is our yardstick for the
 #   estimator used in the rest of the book.
+
+# %% tags=["remove-cell"]
+res.glue("colab_note", estimate.colab_note("01_local_robustness"))
+
+# %% [markdown]
+# ## On a GPU
 #
+# {glue:text}`colab_note` Run it with `python -m robustbook run 01_local_robustness --profile colab`, or open the
+# chapter on Colab (the rocket button above).
+
+# %% [markdown]
 # ## What we expected, and what we measured
 #
 # Each row is a finding our numbers could contradict, judged on the seeds: *holds* when the mean is
@@ -302,9 +314,9 @@ res.claim("standard training leaves the digits brittle: AutoAttack robust accura
 res.claim("PGD adversarial training raises AutoAttack robust accuracy at eps by at least 20 points",
           gain, ">=", 0.20, f"Madry et al. (2018): {madry['value']:.1%} robust on {madry['setting']} ({madry['source']})",
           fmt=".1%")
-res.claim("adversarial training costs clean accuracy", clean_change, "<", 0.0,
+res.claim("adversarial training costs at least one point of clean accuracy", -1 * clean_change, ">=", 0.01,
           "Madry et al. (2018); Tsipras et al. (2019)", enforce=False, fmt=".1%",
-          reason="on 8x8 digits at this radius, adversarial training acts as a regulariser rather than a cost")
+          reason="on 8x8 digits at this radius, adversarial training costs no clean accuracy")
 res.claim("one default FAB run misses the exact margin (by > 1e-3) on at least 5% of the points",
           1 - linear_summary["one default FAB run"], ">=", 0.05, "our analysis of FAB's target choice", fmt=".1%")
 res.claim("the book's FAB estimator is within 1e-3 of the exact margin on at least 99% of the points",
@@ -334,7 +346,7 @@ res.enforce(P.profile == "cpu")
 # ```
 
 # %%
-half = rb.robust_accuracy(standard, data.x_test, data.y_test, P.eps / 2, setting=setting)
+half = rb.robust_accuracy(standard, x_eval, y_eval, P.eps / 2, setting=setting)
 print(f"robust accuracy at eps/2: {half:.1%}  (at eps: {per_seed[P.seeds[0]]['standard']['robust accuracy']:.1%})")
 
 # %% [markdown]

@@ -54,6 +54,14 @@ if "google.colab" in sys.modules:
 # and $x'$ above it, which is impossible.
 # ```
 #
+# The logit margin is two lines of the library:
+
+# %% [markdown]
+# ```{literalinclude} ../../lib/robustbook/margins.py
+# :pyobject: logit_margin
+# ```
+
+# %% [markdown]
 # This chapter measures $\tau$ on a zoo of models trained with several seeds, uses the logit margin to
 # detect non-robust inputs, trains a model with MMA — the method behind the paper's inconsistent
 # model — repairs a deliberately inconsistent model with a learned *pseudo-margin*, and estimates
@@ -91,7 +99,7 @@ import robustbook as rb
 from robustbook import consistency as mc
 from robustbook import plots
 from robustbook.attacks import AUTOATTACK_SETTINGS
-from robustbook.book import papers, tables
+from robustbook.book import estimate, papers, tables
 from robustbook.data import subset
 from robustbook.stats import kendall_tau
 
@@ -243,7 +251,12 @@ res.glue("theorem_points", sep["points"])
 # regressing the input margin from a representation $z$ of the input (here, as in their released code,
 # the logits), trained with a squared loss on $\sqrt{d_{in}}$. It needs input margins of some held-out
 # points once — an offline cost — and then scores new inputs in one forward pass. We estimate margins on
-# training points, stop early on the validation split, and evaluate on the test points above.
+# training points, stop early on the validation split, and evaluate on the test points above. The training:
+
+# %% [markdown]
+# ```{literalinclude} ../../lib/robustbook/consistency.py
+# :pyobject: PseudoMargin.fit
+# ```
 
 # %%
 x_fit, _ = subset(data.x_train, data.y_train, P.pseudo_train_points, seed=0)
@@ -344,6 +357,15 @@ ours = pd.DataFrame({n: {c: summary[n][c].mean for c in ("kendall_tau", "auroc",
                      for n in P.models}).T
 ours.index = [f"ours: {n}" for n in ours.index]
 pd.concat([paper, ours]).style.format("{:.3f}", na_rep="–")
+
+# %% tags=["remove-cell"]
+res.glue("colab_note", estimate.colab_note("02_margin_consistency"))
+
+# %% [markdown]
+# ## On a GPU
+#
+# {glue:text}`colab_note` Run it with `python -m robustbook run 02_margin_consistency --profile colab`, or open the
+# chapter on Colab (the rocket button above).
 
 # %% [markdown]
 # ## What we expected, and what we measured

@@ -72,7 +72,7 @@ import robustbook as rb
 from robustbook import measures as ms
 from robustbook import plots
 from robustbook.attacks import predict_logits, run_attacks
-from robustbook.book import papers, tables
+from robustbook.book import estimate, papers, tables
 from robustbook.shifts import CORRUPTIONS, SEVERITIES, corrupt, load_cifar10_1
 from robustbook.stats import granulated_kendall, kendall_tau
 
@@ -161,6 +161,13 @@ res.glue("attack_eps_l2", P.attack_eps_l2)
 # %% [markdown]
 # ```{literalinclude} ../../lib/robustbook/measures.py
 # :pyobject: _noise
+# ```
+#
+# and the bisection on $\sigma$:
+#
+# ```{literalinclude} ../../lib/robustbook/measures.py
+# :pyobject: sharpness
+# :lines: 15-
 # ```
 
 # %%
@@ -251,6 +258,15 @@ res.glue("findings", {f.finding: signed[f] for f in ms.FINDINGS})
 res.glue("control_tau_accuracy_shifted", control)
 res.glue("best_coverage", rb.OverSeeds({s: c[1] for s, c in coverage.items()}))
 res.glue("best_coverage_measure", coverage[first][0])
+
+# %% tags=["remove-cell"]
+res.glue("colab_note", estimate.colab_note("05_robustness_metrics"))
+
+# %% [markdown]
+# ## On a GPU
+#
+# {glue:text}`colab_note` Run it with `python -m robustbook run 05_robustness_metrics --profile colab`, or open the
+# chapter on Colab (the rocket button above).
 
 # %% [markdown]
 # The control for the first finding: clean accuracy against the *shifted* accuracy alone (no division) gives

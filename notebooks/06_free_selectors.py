@@ -85,6 +85,7 @@ selector_restarts = None
 e2e_steps = None
 e2e_restarts = None
 autoattack = None
+eval_points = None
 margin_points = None
 synthetic_epochs = None
 toy_epochs = None
@@ -103,7 +104,7 @@ import torch
 import robustbook as rb
 from robustbook import abstain, consistency as mc, plots
 from robustbook.attacks import AUTOATTACK_SETTINGS, predict_logits
-from robustbook.book import tables
+from robustbook.book import estimate, tables
 from robustbook.certify import GloroNet
 from robustbook.data import subset
 
@@ -120,7 +121,7 @@ P.table()
 
 # %%
 data = rb.load_dataset(P.dataset)
-x, y = data.x_test, data.y_test
+x, y = subset(data.x_test, data.y_test, P.eval_points, seed=0)
 d = x[0].numel()
 params = dict(eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps, selector_eps=P.selector_eps,
               era_epochs=P.era_epochs, era_lr=P.era_lr, era_beta=P.era_beta, era_base=P.robust_model,
@@ -251,14 +252,25 @@ gap = {key: rb.OverSeeds({s: v[s]["robust_accuracy_formula"] - v[s]["robust_accu
        for key, v in pairs.items()}
 if ("era", "empirical") in gap:
     res.glue("empirical_gap", gap[("era", "empirical")])
+free = {sel: rb.OverSeeds({s: pairs[(r, sel)][s]["robust_accuracy_attack"] - pairs[(r, "empirical")][s]
+                           ["robust_accuracy_attack"] for s in P.seeds})
+        for r in P.robust_models[:1] for sel in ("logit_margin", "pseudo_margin") if sel in P.selectors}
+res.glue("free_minus_empirical", free)
+res.glue("first_robust", P.robust_models[0])
 
 # %% [markdown]
-# The dotted line is the core model alone. Two things stand out. First, the formula's robust accuracy is far
-# above what the attack leaves for every selector that is not a certificate: an attacker who can move an input
-# out of the selected region hands it to the non-robust core, and one who keeps it inside the region attacks
-# the robust model at inputs it never certified. Second, the free selectors — one forward pass — land close to
-# the empirical selector after the attack, at a small fraction of its cost. The certificate never contradicts
-# the attack: {glue:text}`certificate_violations` certified points were broken over all seeds and pairs.
+# The dotted line is the core model alone. Two things stand out. First, for ERA with the paper's empirical
+# selector the formula overstates the attacked robust accuracy by {glue:text}`empirical_gap.mean:.1%`, and the
+# formula is above the attack for the other threshold selectors too: an attacker who can move an input out of
+# the selected region hands it to the non-robust core, and one who keeps it inside the region attacks the robust
+# model at inputs it never certified. Second, the free selectors cost one forward pass, and attacked end to end
+# they do no worse than the attack-based one: for {glue:text}`first_robust` the logit-margin selector's robust
+# accuracy differs from the empirical selector's by {glue:text}`free_minus_empirical.logit_margin.mean:+.1%`
+# (± {glue:text}`free_minus_empirical.logit_margin.std:.1%` over seeds), the pseudo-margin's by
+# {glue:text}`free_minus_empirical.pseudo_margin.mean:+.1%`. (A guess we did not test: a PGD verdict at the
+# perturbed input can flip with the selector attack's own luck, a smooth score cannot.) The certificate never
+# contradicts the attack: {glue:text}`certificate_violations` certified points were broken over all seeds and
+# pairs.
 #
 # ## The certified selector's radius
 #
@@ -310,6 +322,15 @@ plt.show()
 # %% tags=["remove-cell"]
 res.glue("selector_eps", P.selector_eps)
 
+# %% tags=["remove-cell"]
+res.glue("colab_note", estimate.colab_note("06_free_selectors"))
+
+# %% [markdown]
+# ## On a GPU
+#
+# {glue:text}`colab_note` Run it with `python -m robustbook run 06_free_selectors --profile colab`, or open the
+# chapter on Colab (the rocket button above).
+
 # %% [markdown]
 # ## What we expected, and what we measured
 
@@ -325,11 +346,11 @@ for r in P.robust_models:
                   {s: v[s]["robust_accuracy_attack"] - v[s]["robust_accuracy_certified"] for s in P.seeds}, ">=", 0.0,
                   "soundness of the composed certificate (theorem above)", fmt=".1%")
     if "logit_margin" in P.selectors and "empirical" in P.selectors:
-        res.claim(f"{r}: the free logit-margin selector's attacked robust accuracy is within 5 points of the "
-                  "empirical selector's", rb.OverSeeds({s: abs(pairs[(r, "logit_margin")][s]["robust_accuracy_attack"]
-                                                            - pairs[(r, "empirical")][s]["robust_accuracy_attack"])
-                                                        for s in P.seeds}), "<=", 0.05,
-                  "margin consistency (Ngnawé et al., 2024) of the robust model, chapter 2", fmt=".1%")
+        res.claim(f"{r}: attacked end to end, the free logit-margin selector is at most 2 points less robust than "
+                  "the empirical selector",
+                  rb.OverSeeds({s: pairs[(r, "logit_margin")][s]["robust_accuracy_attack"]
+                                - pairs[(r, "empirical")][s]["robust_accuracy_attack"] for s in P.seeds}), ">=", -0.02,
+                  "margin consistency of the robust model (Ngnawé et al., 2024; chapter 2)", fmt=".1%")
     res.claim(f"the robust model `{r}` is margin consistent (tau >= 0.5)", consistency[r]["kendall_tau"], ">=", 0.5,
               "Ngnawé et al. (2024): robust models are mostly consistent", enforce=False,
               reason="a robust model need not be consistent (the paper's MMA model is not)")

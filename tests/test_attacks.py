@@ -148,7 +148,7 @@ def test_fab_reports_failures_counts_them_at_the_bound_and_never_zero(digits):
     assert r.failures == 5 and not r.success.any()
     assert torch.isnan(r.distance).all()
     assert torch.equal(r.margin, torch.ones(5))                 # Linf diameter of [0, 1]^d
-    assert fab(Constant(), digits.x_test[:2], "L2", n_iter=2).bound == pytest.approx(8.0)
+    assert fab(Constant(), digits.x_test[:2], None, "L2", n_iter=2).bound == pytest.approx(8.0)
 
 
 def test_fab_points_are_real_adversarial_examples(mlp, digits):

@@ -63,7 +63,8 @@ def test_glued_numbers_and_library_code_appear_in_the_page(built, book_project, 
     results = json.loads((book_project / "_build" / "results" / f"{name}.json").read_text())
     assert results
     if "literalinclude" in (ROOT / "notebooks" / f"{name}.py").read_text():
-        assert re.search(r"<span class=\"k\">def</span> <span class=\"nf\">", page), "no library code on the page"
+        assert re.search(r'<span class="k">def</span>(<span class="w"> </span>| )<span class="nf">', page), \
+            "no library code on the page"
 
 
 def test_definitions_and_theorems_are_numbered_blocks(built):

@@ -30,8 +30,11 @@ GLUE = re.compile(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`")
 @pytest.fixture(scope="module")
 def site(built):
     """The built HTML served on localhost (Chromium blocks some file:// behaviour)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -52,8 +55,10 @@ def browser():
 
 
 def _pages(built: Path) -> list[str]:
+    """Every page a reader can open (the redirect index.html, search and the generated indices left out)."""
     return sorted(str(p.relative_to(built)) for p in built.rglob("*.html")
-                  if not p.name.startswith(("genindex", "search")) and "_static" not in p.parts)
+                  if not p.name.startswith(("genindex", "search", "prf-")) and "_static" not in p.parts
+                  and 'http-equiv="Refresh"' not in p.read_text() and 'http-equiv="refresh"' not in p.read_text())
 
 
 def _open(browser, url: str):
@@ -83,12 +88,15 @@ def test_every_page_loads_cleanly_and_reads_like_a_book(site, browser):
                                       ".map(i => i.src)")
         if broken_images:
             found.append(f"images that do not decode: {broken_images}")
-        text = page.inner_text("main") if page.query_selector("main") else page.inner_text("body")
+        # the prose as a reader sees it: code blocks may hold TeX on purpose (axis labels), so they are left out
+        text = page.evaluate("() => { const root = (document.querySelector('main') || document.body).cloneNode(true);"
+                             " root.querySelectorAll('pre, .highlight').forEach(e => e.remove());"
+                             " return root.innerText; }")
         raw_tex = re.findall(r"\\\(|\\\[|\$\$|\\frac|\\varepsilon|\\mathbb", text)
         if raw_tex:
             found.append(f"raw TeX left unrendered: {raw_tex[:3]}")
         outputs = " ".join(page.eval_on_selector_all(".cell_output, .output", "els => els.map(e => e.innerText)"))
-        for label, pattern in (("a progress bar", r"\d+%\|[█▏-▉ ]*\||it/s\]"), ("a warning", r"\w*Warning\b"),
+        for label, pattern in (("a progress bar", r"\d+%\|.{0,40}\||it/s\]|█"), ("a warning", r"\w*Warning\b"),
                                ("an absolute path", r"(/home/|/tmp/|/work/|/root/|site-packages)")):
             if re.search(pattern, outputs):
                 found.append(f"an output holds {label}: {re.search(pattern, outputs).group(0)!r}")
@@ -133,7 +141,7 @@ def test_solutions_are_folded_and_unfold_on_click(site, browser):
     page, _ = _open(browser, f"{url}/notebooks/01_local_robustness.html")
     solutions = page.query_selector_all(".solution")
     assert solutions, "no solution on the page"
-    body = solutions[0].query_selector(".solution-content, section, .admonition-body, p")
+    body = solutions[0].query_selector("section")
     assert body is not None and not body.is_visible(), "the first solution is not folded"
     toggle = solutions[0].query_selector("button.toggle-button, .toggle-button, summary") or solutions[0]
     toggle.click()

@@ -56,14 +56,19 @@ def test_enforce_raises_naming_the_claim_and_the_numbers():
 CHAPTER = textwrap.dedent('''\
     # %% tags=["parameters"]
     profile = "cpu"
-    values = None
+    measured = None
     enforce = None
 
     # %%
     from robustbook.book import start
+    from robustbook.book.specs import Chapter, Param, register
+    same = {"measured": [0.1], "enforce": True}
+    register(Chapter("99_claims", "claims test", {"measured": Param(list, "measured", item=float),
+                                                  "enforce": Param(bool, "enforce")},
+                     {p: same for p in ("smoke", "cpu", "colab", "paper")}))
     P, res = start("99_claims", globals())
-    res.glue("mean", sum(P.values) / len(P.values))
-    res.claim("the measured value is at least one half", dict(enumerate(P.values)), ">=", 0.5, "the test",
+    res.glue("mean", sum(P.measured) / len(P.measured))
+    res.claim("the measured value is at least one half", dict(enumerate(P.measured)), ">=", 0.5, "the test",
               enforce=P.enforce, reason="a reported finding")
     res.save()
     res.enforce(True)
@@ -76,8 +81,8 @@ def claims_project(tmp_path):
 
     root = make_project(tmp_path)
     (root / "notebooks" / "99_claims.py").write_text(CHAPTER)
-    params = {"values": Param(list, "values", item=float), "enforce": Param(bool, "enforce")}
-    same = {"values": [0.1, 0.12, 0.11], "enforce": True}
+    params = {"measured": Param(list, "measured", item=float), "enforce": Param(bool, "enforce")}
+    same = {"measured": [0.1, 0.12, 0.11], "enforce": True}
     _registry["99_claims"] = Chapter("99_claims", "claims test", params, {p: same for p in
                                                                             ("smoke", "cpu", "colab", "paper")})
     old = os.environ.get("ROBUSTBOOK_ROOT")
@@ -95,11 +100,11 @@ def claims_project(tmp_path):
 def test_a_failing_enforced_claim_fails_the_build_and_keeps_the_old_results(claims_project):
     from robustbook.book.runner import ChapterFailed, run_chapter
 
-    run_chapter("99_claims", overrides={"values": [0.9, 0.8, 0.85]}, progress=False)
+    run_chapter("99_claims", overrides={"measured": [0.9, 0.8, 0.85]}, progress=False)
     results = claims_project / "_build" / "results" / "99_claims.json"
     kept = json.loads(results.read_text())
     with pytest.raises(ChapterFailed) as err:
-        run_chapter("99_claims", overrides={"values": [0.1, 0.12, 0.11]}, progress=False)
+        run_chapter("99_claims", overrides={"measured": [0.1, 0.12, 0.11]}, progress=False)
     message = str(err.value)
     assert "99_claims" in message and "ClaimFailed" in message
     assert "the measured value is at least one half" in message and "0.110" in message
@@ -112,7 +117,7 @@ def test_a_failing_enforced_claim_fails_the_build_and_keeps_the_old_results(clai
 def test_a_claim_reported_as_not_reproducing_does_not_fail_the_build(claims_project):
     from robustbook.book.runner import run_chapter
 
-    record = run_chapter("99_claims", overrides={"values": [0.1, 0.12, 0.11], "enforce": False}, progress=False)
+    record = run_chapter("99_claims", overrides={"measured": [0.1, 0.12, 0.11], "enforce": False}, progress=False)
     assert record["seconds"] > 0
     claims = json.loads((claims_project / "_build" / "results" / "99_claims.claims.json").read_text())
     assert claims[0]["shown"] == "does not reproduce here" and claims[0]["reason"] == "a reported finding"

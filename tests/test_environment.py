@@ -61,7 +61,8 @@ def _third_party_imports(folder):
                 names |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in ("robustbook", "conftest")}
+    local = {p.stem for p in folder.glob("*.py")}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("robustbook", *local)}
 
 
 def test_every_import_of_the_library_and_tests_is_declared():

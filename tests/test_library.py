@@ -245,3 +245,31 @@ def test_every_library_module_imports_on_its_own():
 
 def test_nn_is_torch_nn():
     assert nn.Module is torch.nn.Module
+
+
+def test_load_many_trains_missing_models_in_parallel_workers(digits, monkeypatch, tmp_path):
+    """Two worker processes, one thread each: the models come back equal to an in-process run with one thread."""
+    monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "a"))
+    params = dict(eps=0.1, epochs=1, width=4, attack_steps=1)
+    parallel = zoo.load_seeds(["standard", "pgd"], digits, [5, 6], **params)
+    monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "b"))
+    serial = {s: {n: m for n, m in zip(("standard", "pgd"), zoo.load_many([(n, {**params, "seed": s}) for n in
+                                                                           ("standard", "pgd")], digits, workers=1))}
+              for s in (5, 6)}
+    for s in (5, 6):
+        for n in ("standard", "pgd"):
+            a, b = parallel[s][n].state_dict(), serial[s][n].state_dict()
+            assert all(torch.equal(a[k], b[k]) for k in a), (s, n)
+
+
+def test_the_study_gives_the_same_rows_in_workers_and_in_process(digits, monkeypatch, tmp_path):
+    from robustbook import measures
+
+    monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "a"))
+    models = [zoo.load(zoo.grid_name(p), digits, epochs=1, seed=0) for p in zoo.grid(["adam"], [1], [1, 2], [4], [0.0])]
+    attacks = {"fgsm": {"eps": 0.1}}
+    a = measures.study(models, digits, attacks, attack_points=20, sharpness_points=30, workers=2)
+    monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "b"))
+    b = measures.study(models, digits, attacks, attack_points=20, sharpness_points=30, workers=1)
+    assert a[1] == b[1]
+    assert [{k: v for k, v in r.items()} for r in a[0]] == [{k: v for k, v in r.items()} for r in b[0]]

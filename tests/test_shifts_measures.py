@@ -47,9 +47,11 @@ def test_imagecorruptions_on_tiny_rgb_images():
         corrupt_rgb(torch.rand(2, 1, 8, 8), "contrast", 1)
 
 
-def test_cifar10_1_loader_reads_the_published_layout(tmp_path):
+def test_cifar10_1_loader_reads_the_published_layout(tmp_path, no_network):
     with pytest.raises(DataNotAvailable, match="cifar10.1_v6_data.npy"):
-        load_cifar10_1(tmp_path)
+        load_cifar10_1(tmp_path, timeout=2.0)
+    with pytest.raises(DataNotAvailable, match="not on disk"):
+        load_cifar10_1(tmp_path, download=False)
     folder = tmp_path / "cifar10.1"
     folder.mkdir()
     np.save(folder / "cifar10.1_v6_data.npy", np.zeros((4, 32, 32, 3), np.uint8))

@@ -30,7 +30,7 @@ from . import validate as check
 from .attacks import _expand, _random_start, _step, check_norm, pgd, predict_logits, project, robust_flags
 from .certify import LOGIT_SLACK, GloroNet
 from .margins import logit_margin
-from .runtime import batches, model_device, timed
+from .runtime import batches, caching_off, memo, model_device, model_fingerprint, tensor_fingerprint, timed
 
 
 # --------------------------------------------------------------------------- robustness w.r.t. the own prediction
@@ -40,14 +40,19 @@ def empirically_robust(model: nn.Module, x: torch.Tensor, eps: float, norm: str 
     check.batch("x", x)
     check.radius("eps", eps)
     dev = model_device(model)
-    out = []
-    with timed("attacks"):
-        for s in batches(len(x), batch_size):
-            xb = x[s].to(dev)
-            pred = predict_logits(model, xb).argmax(1)
-            x_adv = pgd(model, xb, pred, eps, norm, steps=steps, restarts=restarts, seed=seed)
-            out.append((predict_logits(model, x_adv).argmax(1) == pred).to(x.device))
-    return torch.cat(out)
+
+    def compute():
+        out = []
+        with timed("attacks"):
+            for s in batches(len(x), batch_size):
+                xb = x[s].to(dev)
+                pred = predict_logits(model, xb).argmax(1)
+                x_adv = pgd(model, xb, pred, eps, norm, steps=steps, restarts=restarts, seed=seed)
+                out.append((predict_logits(model, x_adv).argmax(1) == pred).cpu())
+        return torch.cat(out)
+
+    key = [model_fingerprint(model), tensor_fingerprint(x), float(eps), norm, steps, restarts, seed]
+    return memo("selections", key, compute, ("attacks", "abstain"), cache=len(x) > 64).to(x.device)
 
 
 def robustness_metrics(correct: torch.Tensor, robust: torch.Tensor) -> dict:
@@ -109,6 +114,10 @@ class Selector:
     name = "selector"
     differentiable = True
 
+    def fingerprint(self) -> list:
+        """Everything that decides the selector's answers (for cache keys)."""
+        raise NotImplementedError
+
     def score(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -124,9 +133,13 @@ class Selector:
 class ThresholdSelector(Selector):
     """Select where a one-forward-pass score of the robust model exceeds a threshold."""
 
-    def __init__(self, name: str, score_fn: Callable[[torch.Tensor], torch.Tensor], threshold: float = 0.0):
-        self.name, self.score_fn = name, score_fn
+    def __init__(self, name: str, score_fn: Callable[[torch.Tensor], torch.Tensor], threshold: float = 0.0,
+                 parts: tuple[nn.Module, ...] = ()):
+        self.name, self.score_fn, self.parts = name, score_fn, parts
         self.threshold = check.number("threshold", threshold)
+
+    def fingerprint(self) -> list:
+        return [self.name, self.threshold, [model_fingerprint(p) for p in self.parts]]
 
     def score(self, x):
         return self.score_fn(x) - self.threshold
@@ -145,7 +158,7 @@ def logit_margin_selector(model: nn.Module, threshold: float = 0.0) -> Threshold
     """The robust model's logit margin (Ngnawé et al.: a free proxy for its input margin)."""
     def score(x):
         return logit_margin(model(x.to(model_device(model))).float()).to(x.device)
-    return ThresholdSelector("logit_margin", score, threshold)
+    return ThresholdSelector("logit_margin", score, threshold, parts=(model,))
 
 
 def pseudo_margin_selector(model: nn.Module, pseudo, threshold: float = 0.0) -> ThresholdSelector:
@@ -154,7 +167,7 @@ def pseudo_margin_selector(model: nn.Module, pseudo, threshold: float = 0.0) -> 
         z = model(x.to(model_device(model))).float()
         net = pseudo.net
         return (net((z - pseudo.mean) / pseudo.std).squeeze(1) ** 2).to(x.device)
-    return ThresholdSelector("pseudo_margin", score, threshold)
+    return ThresholdSelector("pseudo_margin", score, threshold, parts=(model, pseudo.net))
 
 
 class EmpiricalSelector(Selector):
@@ -180,6 +193,10 @@ class EmpiricalSelector(Selector):
     def score(self, x):
         return self.select(x).double() * 2 - 1
 
+    def fingerprint(self) -> list:
+        return [self.name, model_fingerprint(self.model), self.radius, self.norm, self.steps, self.restarts, self.seed,
+                self._surrogate.threshold]
+
     def fit_surrogate(self, x_val: torch.Tensor) -> "EmpiricalSelector":
         self._surrogate.fit(x_val, float(self.select(x_val).double().mean()))
         return self
@@ -204,6 +221,9 @@ class CertifiedSelector(Selector):
 
     def score(self, x):
         return top1_certificate_margin(self.net, x, l2_radius(self.radius, self.norm, x.shape[1:]))
+
+    def fingerprint(self) -> list:
+        return [self.name, model_fingerprint(self.net), self.radius, self.norm]
 
 
 def top1_certificate_margin(net: GloroNet, x: torch.Tensor, radius_l2: float) -> torch.Tensor:
@@ -240,8 +260,9 @@ def selector_cost(selector: Selector, forward: nn.Module, x: torch.Tensor, repea
                 torch.cuda.synchronize()
             runs.append(time.perf_counter() - start)
         return float(np.median(runs)) / len(x)
-    sel = timeit(lambda: selector.select(x))
-    fwd = timeit(lambda: predict_logits(forward, x))
+    with caching_off():
+        sel = timeit(lambda: selector.select(x))
+        fwd = timeit(lambda: predict_logits(forward, x))
     return {"selector_seconds_per_input": sel, "forward_seconds_per_input": fwd, "cost_over_forward": sel / fwd}
 
 
@@ -351,19 +372,24 @@ def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor,
     ``core_flags`` / ``robust_flags_``: (correct, robust at eps) per point for each model, as
     :func:`indicators` returns them. ``certificate_violations`` counts certified points the attack broke.
     """
-    selected = composed.selector.select(x)
-    formula = compositional(selected, *robust_flags_, *core_flags)
-    check_every = 1 if composed.selector.differentiable else max(1, steps // 4)
-    attacked = attack_composed(composed, x, y, eps, norm, steps, restarts, check_every, seed)
-    out = {"selected": formula["selected"], "natural_accuracy": formula["natural_accuracy"],
-           "robust_accuracy_formula": formula["robust_accuracy"],
-           "robust_accuracy_attack": attacked["robust"].double().mean().item(),
-           "r_rob_inacc": formula["r_rob_inacc"], "robust_accuracy_certified": None, "certificate_violations": 0}
-    if isinstance(composed.selector, CertifiedSelector):
-        certified = certify_composed(composed, x, y, eps, norm)
-        out["robust_accuracy_certified"] = certified.double().mean().item()
-        out["certificate_violations"] = int((certified & ~attacked["robust"]).sum())
-    return out
+    def compute():
+        selected = composed.selector.select(x)
+        formula = compositional(selected, *robust_flags_, *core_flags)
+        check_every = 1 if composed.selector.differentiable else max(1, steps // 4)
+        attacked = attack_composed(composed, x, y, eps, norm, steps, restarts, check_every, seed)
+        out = {"selected": formula["selected"], "natural_accuracy": formula["natural_accuracy"],
+               "robust_accuracy_formula": formula["robust_accuracy"],
+               "robust_accuracy_attack": attacked["robust"].double().mean().item(),
+               "r_rob_inacc": formula["r_rob_inacc"], "robust_accuracy_certified": None, "certificate_violations": 0}
+        if isinstance(composed.selector, CertifiedSelector):
+            certified = certify_composed(composed, x, y, eps, norm)
+            out["robust_accuracy_certified"] = certified.double().mean().item()
+            out["certificate_violations"] = int((certified & ~attacked["robust"]).sum())
+        return out
+
+    key = [model_fingerprint(composed.core), model_fingerprint(composed.robust), composed.selector.fingerprint(),
+           tensor_fingerprint(x, y, *core_flags, *robust_flags_), float(eps), norm, steps, restarts, seed]
+    return memo("composed", key, compute, ("attacks", "abstain", "certify"))
 
 
 def certify_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float,

@@ -258,7 +258,8 @@ class GloroNet(nn.Module):
 
     def trace(self, input_shape: Sequence[int]) -> "GloroNet":
         """Record the layer input shapes (needed by the conv norms) from one dummy input."""
-        self._ensure_shapes(torch.zeros((1, *input_shape)))
+        weight = self.model[-1].weight
+        self._ensure_shapes(torch.zeros((1, *input_shape), dtype=weight.dtype, device=weight.device))
         return self
 
     def _linear_layers(self):

@@ -28,7 +28,7 @@ from torch import nn
 from . import validate as check
 from .attacks import MinimumNorm, predict_logits, robust_flags
 from .margins import feature_margin, input_margin, linear_head, logit_margin, pairwise_distances
-from .runtime import device, progress
+from .runtime import device, memo, progress, tensor_fingerprint
 from .stats import Tau, kendall_tau, valid as _valid
 
 
@@ -152,9 +152,22 @@ class PseudoMargin:
                              nn.Linear(h, 1), nn.Sigmoid())
 
     def fit(self, z_train, margin_train, z_val, margin_val) -> "PseudoMargin":
+        """Train on (z_train, margin_train), stopping early on (z_val, margin_val); cached by inputs and settings."""
         dev = device()
         z_train, t_train = self._prepare(z_train, margin_train, dev)
         z_val, t_val = self._prepare(z_val, margin_val, dev)
+        key = [tensor_fingerprint(z_train, t_train, z_val, t_val), self.hidden, self.lr, self.epochs, self.patience,
+               self.seed]
+        state = memo("pseudo_margin", key, lambda: self._train(z_train, t_train, z_val, t_val, dev), ("consistency",))
+        self.mean, self.std = state["mean"].to(dev), state["std"].to(dev)
+        self.net = self._net(z_train.shape[1]).to(dev)
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+        self.history = [tuple(h) for h in state["history"].tolist()]
+        self.best_epoch = int(np.argmin([v for _, v in self.history])) + 1
+        return self
+
+    def _train(self, z_train, t_train, z_val, t_val, dev) -> dict:
         self.mean, self.std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -177,9 +190,8 @@ class PseudoMargin:
                 since += 1
                 if since >= self.patience:
                     break
-        self.net.load_state_dict(best_state)
-        self.best_epoch = int(np.argmin([v for _, v in self.history])) + 1
-        return self
+        return {"net": {k: v.cpu() for k, v in best_state.items()}, "mean": self.mean.cpu(), "std": self.std.cpu(),
+                "history": torch.tensor(self.history, dtype=torch.float64)}
 
     @staticmethod
     def _prepare(z, margin, dev):

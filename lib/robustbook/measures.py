@@ -182,9 +182,59 @@ RGB_SHIFT_FAMILIES = {      # imagecorruptions (RGB, >= 32x32), CIFAR-10-C's fam
 }
 
 
+def _study_model(model: nn.Module, data, corrupted: dict, families: dict, attacks: dict, xa, ya, xs, ys, seed: int,
+                 natural) -> tuple[dict, dict, float]:
+    """Measures and robustness quantities of one model (see :func:`study`)."""
+    from .shifts import SEVERITIES
+
+    x, y, C = data.x_test, data.y_test, data.num_classes
+    model.eval()
+    clean = performance(model, x, y, C)
+    me = margin_and_entropy(model, data.x_train, data.y_train, x)
+    start = time.perf_counter()
+    sharp = {"sharpness": sharpness(model, xs, ys, seed=seed),
+             "sharpness_magnitude": sharpness(model, xs, ys, magnitude_aware=True, seed=seed)}
+    seconds = (time.perf_counter() - start) / 2
+    measures_ = {**clean, **me, **norms(model, data.input_shape, me["margin"]), **sharp}
+    per_shift = {}
+    for fam, names in families.items():
+        per_shift[fam] = [shift_quantities(clean, performance(model, corrupted[(c, s)], y, C))
+                          for c in names for s in SEVERITIES]
+    per_shift["corruption"] = [q for fam in families for q in per_shift[fam]]
+    if natural is not None:
+        per_shift["natural"] = [shift_quantities(clean, performance(model, natural[0], natural[1], C))]
+    clean_a = performance(model, xa, ya, C)
+    per_shift["adversarial"] = [shift_quantities(clean_a, performance(model, x_adv, ya, C))
+                                for x_adv in run_attacks(model, xa, ya, attacks).values()]
+    quantities = {f"{fam}/{k}": float(np.mean([q[k] for q in qs])) for fam, qs in per_shift.items() for k in qs[0]}
+    return measures_, quantities, seconds
+
+
+def _study_key(model, data, attacks, xa, xs, seed, rgb, natural) -> list:
+    from .runtime import model_fingerprint, tensor_fingerprint
+
+    return [model_fingerprint(model), data.name, tensor_fingerprint(data.x_test, data.y_test, xa, xs), attacks, seed,
+            rgb, None if natural is None else tensor_fingerprint(*natural)]
+
+
+_MODULES = ("measures", "attacks", "shifts", "certify", "stats")
+
+
+def _study_in_worker(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, rgb, natural):
+    import torch as _torch
+
+    from .runtime import memo
+
+    _torch.set_num_threads(1)
+    memo("study", _study_key(model, data, attacks, xa, xs, seed, rgb, natural),
+         lambda: _study_model(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural), _MODULES)
+    return True
+
+
 def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points: int = 200,
           sharpness_points: int = 500, seed: int = 0, rgb: bool = False,
-          natural: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[dict], list[dict], float]:
+          natural: tuple[torch.Tensor, torch.Tensor] | None = None,
+          workers: int | None = None) -> tuple[list[dict], list[dict], float]:
     """Measures and robustness quantities of every model of a zoo.
 
     ``attacks``: {name: {"eps": ..., **options}} for :func:`robustbook.attacks.attack`; each model is
@@ -192,8 +242,15 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     sharpness per model and variant) with one record per model; quantities are named
     "<family>/<quantity>" for the corruption families, "corruption" (all corruptions),
     "adversarial" (all attacks) and, when ``natural`` test data is given (CIFAR-10.1), "natural".
+    Each model's record is cached; missing ones are computed in ``workers`` processes (one thread each;
+    default ``ROBUSTBOOK_WORKERS`` or the number of cores, at most 2), since the models are independent.
     """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from .data import subset
+    from .runtime import cache_dir, memo, stable_hash
     from .shifts import SEVERITIES, corrupt, corrupt_rgb
 
     check.non_empty("models", models)
@@ -202,30 +259,26 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     xs, ys = subset(data.x_train, data.y_train, sharpness_points, seed=seed)
     families, corrupt_fn = (RGB_SHIFT_FAMILIES, corrupt_rgb) if rgb else (SHIFT_FAMILIES, corrupt)
     corrupted = {(c, s): corrupt_fn(x, c, s, seed) for fam in families.values() for c in fam for s in SEVERITIES}
-    C = data.num_classes
-    measure_rows, quantity_rows, sharp_seconds = [], [], []
-    for model in progress(models, "measures"):
-        model.eval()
-        clean = performance(model, x, y, C)
-        me = margin_and_entropy(model, data.x_train, data.y_train, x)
-        start = time.perf_counter()
-        sharp = {"sharpness": sharpness(model, xs, ys, seed=seed),
-                 "sharpness_magnitude": sharpness(model, xs, ys, magnitude_aware=True, seed=seed)}
-        sharp_seconds.append((time.perf_counter() - start) / 2)
-        measure_rows.append({**clean, **me, **norms(model, data.input_shape, me["margin"]), **sharp})
-        per_shift = {}
-        for fam, names in families.items():
-            per_shift[fam] = [shift_quantities(clean, performance(model, corrupted[(c, s)], y, C))
-                              for c in names for s in SEVERITIES]
-        per_shift["corruption"] = [q for fam in families for q in per_shift[fam]]
-        if natural is not None:
-            per_shift["natural"] = [shift_quantities(clean, performance(model, natural[0], natural[1], C))]
-        clean_a = performance(model, xa, ya, C)
-        per_shift["adversarial"] = [shift_quantities(clean_a, performance(model, x_adv, ya, C))
-                                    for x_adv in run_attacks(model, xa, ya, attacks).values()]
-        quantity_rows.append({f"{fam}/{k}": float(np.mean([q[k] for q in qs]))
-                              for fam, qs in per_shift.items() for k in qs[0]})
-    return measure_rows, quantity_rows, float(np.mean(sharp_seconds))
+    if workers is None:
+        workers = int(os.environ.get("ROBUSTBOOK_WORKERS", min(2, os.cpu_count() or 1)))
+    keys = [_study_key(m, data, attacks, xa, xs, seed, rgb, natural) for m in models]
+    from .runtime import code_hash
+
+    missing = [m for m, k in zip(models, keys)
+               if not (cache_dir() / "study" / f"{stable_hash(['study', k, code_hash(*_MODULES)])}.pt").is_file()]
+    if len(missing) > 1 and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            list(pool.map(_study_in_worker, [copy.deepcopy(m).cpu() for m in missing],
+                          *zip(*[(data, corrupted, families, attacks, xa, ya, xs, ys, seed, rgb, natural)] * len(missing))))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)           # as in the workers: the same numbers whichever path computed a row
+    try:
+        rows = [memo("study", k, lambda m=m: _study_model(m, data, corrupted, families, attacks, xa, ya, xs, ys, seed,
+                                                           natural), _MODULES)
+                for m, k in zip(progress(models, "measures"), keys)]
+    finally:
+        torch.set_num_threads(threads)
+    return [r[0] for r in rows], [r[1] for r in rows], float(np.mean([r[2] for r in rows]))
 
 
 def correlations(measures: list[dict], quantities: list[dict]) -> dict[str, dict[str, float]]:

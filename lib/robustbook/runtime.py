@@ -332,6 +332,37 @@ def cache_load(path: Path, kind: str, key: str, validate: Callable[[Any], None] 
     return payload
 
 
+_MEMO_OFF: list[bool] = []
+
+
+@contextlib.contextmanager
+def caching_off():
+    """Inside this block :func:`memo` computes afresh (timings must measure the work, not the cache)."""
+    _MEMO_OFF.append(True)
+    try:
+        yield
+    finally:
+        _MEMO_OFF.pop()
+
+
+def memo(kind: str, key_parts: Any, compute: Callable[[], Any], modules: tuple[str, ...], cache: bool = True) -> Any:
+    """The result of ``compute()``, cached as a verified entry under ``cache_dir()/<kind>``.
+
+    ``key_parts`` must identify everything the result depends on (model fingerprints, input fingerprints,
+    options); the code of ``modules`` joins the key. Results are tensors, numbers and containers of them.
+    """
+    if not cache or _MEMO_OFF:
+        return compute()
+    key = stable_hash([kind, key_parts, code_hash(*modules)])
+    path = cache_dir() / kind / f"{key}.pt"
+    stored = cache_load(path, kind, key)
+    if stored is not None:
+        return stored["value"]
+    value = compute()
+    cache_save(path, {"value": value}, kind, key, allow_nonfinite=True)
+    return value
+
+
 # --------------------------------------------------------------------------- progress
 _TERMINAL = None
 

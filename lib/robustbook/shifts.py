@@ -123,19 +123,39 @@ def corrupt_rgb(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> tor
 CIFAR10_1_FILES = ("cifar10.1_v6_data.npy", "cifar10.1_v6_labels.npy")
 
 
-def load_cifar10_1(root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+CIFAR10_1_URL = "https://raw.githubusercontent.com/modestyachts/CIFAR-10.1/master/datasets/"
+
+
+def load_cifar10_1(root: str | Path | None = None, download: bool = True,
+                   timeout: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10.1 v6 (Recht et al., 2019): 2,000 images, 200 per class, as (N, 3, 32, 32) in [0, 1].
 
     Layout: ``<root>/cifar10.1/cifar10.1_v6_data.npy`` (uint8, 2000x32x32x3) and
-    ``cifar10.1_v6_labels.npy`` (int, 2000), as published in the CIFAR-10.1 repository.
+    ``cifar10.1_v6_labels.npy`` (int, 2000), as published in the CIFAR-10.1 repository; downloaded from there
+    when missing (atomically), and offline the error names the files and the folder.
     """
+    import urllib.request
+
     from .data import DataNotAvailable
-    from .runtime import data_dir
+    from .runtime import atomic_write, data_dir
 
     folder = Path(root or data_dir()) / "cifar10.1"
     missing = [f for f in CIFAR10_1_FILES if not (folder / f).is_file()]
+    if missing and download:
+        try:
+            for name in missing:
+                with urllib.request.urlopen(CIFAR10_1_URL + name, timeout=timeout) as response:
+                    blob = response.read()
+                atomic_write(folder / name, lambda tmp, b=blob: tmp.write_bytes(b))
+            missing = []
+        except OSError as err:
+            reason = f"download failed ({type(err).__name__}: {err})"
+        else:
+            reason = ""
+    else:
+        reason = "not on disk"
     if missing:
-        raise DataNotAvailable(f"CIFAR-10.1 v6 is not available offline. Put these files into {folder}: "
+        raise DataNotAvailable(f"CIFAR-10.1 v6 is not available: {reason}. Put these files into {folder}: "
                                f"{', '.join(CIFAR10_1_FILES)} (from the CIFAR-10.1 repository, datasets/ folder).")
     data = np.load(folder / CIFAR10_1_FILES[0])
     labels = np.load(folder / CIFAR10_1_FILES[1])

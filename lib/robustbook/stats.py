@@ -90,6 +90,10 @@ class OverSeeds:
             raise ValueError(f"paired difference needs the same seeds: {sorted(self.per_seed)} vs {sorted(other.per_seed)}")
         return OverSeeds({s: self.per_seed[s] - other.per_seed[s] for s in self.per_seed})
 
+    def __rmul__(self, other: float) -> "OverSeeds":
+        """``c * values``, seed by seed."""
+        return OverSeeds({s: float(other) * v for s, v in self.per_seed.items()})
+
     def __rsub__(self, other: float) -> "OverSeeds":
         """``c - values``, seed by seed (e.g. a miss rate from an agreement)."""
         return OverSeeds({s: float(other) - v for s, v in self.per_seed.items()})

@@ -278,9 +278,10 @@ def _train_in_worker(name: str, data: Data, threat_model: str, params: P) -> str
     return name
 
 
-def load_many(requests: list[tuple[str, P]], data: Data, threat_model: str = "Linf",
+def load_many(requests: list[tuple], data: Data | None = None, threat_model: str = "Linf",
               workers: int | None = None) -> list[nn.Module]:
-    """Load several models (``[(name, params), ...]``), training the missing ones in parallel worker processes.
+    """Load several models (``[(name, params), ...]``, or ``(name, params, data)`` when the data differ by
+    request), training the missing ones in parallel worker processes.
 
     Small models are dominated by per-step overhead, not arithmetic, so two processes with one thread each
     train about twice as fast as one process with two threads. Every model trained here is trained in a worker
@@ -294,24 +295,30 @@ def load_many(requests: list[tuple[str, P]], data: Data, threat_model: str = "Li
 
     if workers is None:
         workers = int(os.environ.get("ROBUSTBOOK_WORKERS", min(2, os.cpu_count() or 1)))
-    stages: list[list[tuple[str, P]]] = []
+    requests = [(r[0], r[1], r[2] if len(r) > 2 else data) for r in requests]
+    if any(d is None for _, _, d in requests):
+        raise check.InvalidArgument("load_many needs data: pass data=... or (name, params, data) requests")
+    stages: list[list[tuple[str, P, Data]]] = []
     seen = set()
-    for name, params in requests:
-        for depth, step in enumerate(_plan(name, data, threat_model, params)):
-            key = (step[0], repr(sorted(step[1].items(), key=lambda kv: kv[0])))
+    for name, params, d in requests:
+        for depth, step in enumerate(_plan(name, d, threat_model, params)):
+            key = (step[0], repr(sorted(step[1].items(), key=lambda kv: kv[0])), id(d))
             if key in seen:
                 continue
             seen.add(key)
-            if _cached(step[0], data, step[1], threat_model):
+            if _cached(step[0], d, step[1], threat_model):
                 continue
             while len(stages) <= depth:
                 stages.append([])
-            stages[depth].append(step)
+            stages[depth].append((*step, d))
+    from .runtime import timed
+
     missing = [job for stage in stages for job in stage]
     if missing and workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with timed("training"), ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             for stage in stages:
-                list(pool.map(_train_in_worker, *zip(*[(n, data, threat_model, p) for n, p in stage])))
+                if stage:
+                    list(pool.map(_train_in_worker, *zip(*[(n, d, threat_model, p) for n, p, d in stage])))
     elif missing:
         import torch
 
@@ -319,11 +326,11 @@ def load_many(requests: list[tuple[str, P]], data: Data, threat_model: str = "Li
         torch.set_num_threads(1)
         try:
             for stage in stages:
-                for n, p in stage:
-                    load(n, data, threat_model, **p)
+                for n, p, d in stage:
+                    load(n, d, threat_model, **p)
         finally:
             torch.set_num_threads(threads)
-    return [load(name, data, threat_model, **params) for name, params in requests]
+    return [load(name, d, threat_model, **params) for name, params, d in requests]
 
 
 def load_seeds(names, data: Data, seeds, threat_model: str = "Linf", **params) -> dict[int, dict[str, nn.Module]]:

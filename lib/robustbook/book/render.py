@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,11 @@ def sync_colab(check: bool = False) -> list[str]:
 
 
 def render(strict: bool = True, edition: str = "instructor", output: Path | None = None) -> Path:
-    """Render ``_build/html`` from the executed notebooks (Jupyter Book 1, offline).
+    """Render the book's HTML from the executed notebooks (Jupyter Book 1, offline); returns the html folder.
 
-    ``edition="student"`` leaves every exercise solution out of the HTML (not just folded).
+    ``edition="student"`` leaves every exercise solution — its text and its code cells — out of the HTML
+    entirely (not just folded): it renders a copy of the sources with the solutions removed, into
+    ``_build/student`` unless ``output`` says otherwise.
     """
     from .status import write_status_page
 
@@ -96,27 +99,65 @@ def render(strict: bool = True, edition: str = "instructor", output: Path | None
     missing = [n for n in chapters() if not executed_path(n).is_file()]
     if missing:
         raise FileNotFoundError(f"chapters not executed yet: {', '.join(missing)} (run `python -m robustbook build`)")
-    if not (root / "book" / "status.md").is_file():
+    if not (root / "book" / "status.md").is_file() or not (root / "book" / "teaching_times.md").is_file():
         write_status_page()
+    source = root / "book"
+    if edition == "student":
+        source = _student_source(root)
+        output = Path(output) if output else root / "_build" / "student"
     out = Path(output) if output else root
-    # the student edition uses sphinx-exercise's option that leaves solution directives out entirely
-    config = _student_config(root) if edition == "student" else root / "_config.yml"
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root / "book"), "--config",
-           str(config), "--toc", str(root / "_toc.yml"), "--path-output", str(out), "--all"]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(source), "--config",
+           str(root / "_config.yml"), "--toc", str(root / "_toc.yml"), "--path-output", str(out), "--all"]
     if strict:
         cmd += ["-W", "--keep-going"]
-    subprocess.run(cmd, check=True)
+    try:
+        subprocess.run(cmd, check=True)
+    finally:
+        if edition == "student":
+            shutil.rmtree(source, ignore_errors=True)
     return out / "_build" / "html"
 
 
-def _student_config(root: Path) -> Path:
-    """``_config.yml`` with sphinx-exercise's ``hide_solutions`` switched on, written beside the build."""
-    config = yaml.safe_load((root / "_config.yml").read_text())
-    config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
-    path = root / "_build" / "_config.student.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
-    return path
+def strip_solutions(lines: list[str], inside: bool = False) -> tuple[list[str], bool]:
+    """Markdown lines without the solution blocks (from ``{solution-start}`` to the end of ``{solution-end}``)."""
+    kept, skip_fence = [], False
+    for line in lines:
+        if skip_fence:                       # the closing fence of a solution-end directive
+            skip_fence = False
+            if line.strip().startswith("```"):
+                continue
+        if line.strip().startswith("```{solution-start}"):
+            inside = True
+            continue
+        if line.strip().startswith("```{solution-end}"):
+            inside, skip_fence = False, True
+            continue
+        if not inside:
+            kept.append(line)
+    return kept, inside
+
+
+def _student_source(root: Path) -> Path:
+    """A copy of ``book/`` beside it (so relative includes still resolve) with every solution removed."""
+    import nbformat
+
+    target = root / "book-student"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(root / "book", target)
+    for path in sorted((target / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cells, inside = [], False
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                kept, inside = strip_solutions(cell.source.splitlines(), inside)
+                if "".join(kept).strip():
+                    cell.source = "\n".join(kept)
+                    cells.append(cell)
+            elif not inside:
+                cells.append(cell)
+        nb.cells = cells
+        nbformat.write(nb, path)
+    return target
 
 
 def build(profile: str = "cpu", names: list[str] | None = None, strict: bool = True,

@@ -75,6 +75,10 @@ _registry: dict[str, Chapter] = {}
 
 
 def register(chapter: Chapter) -> Chapter:
+    clash = sorted(set(chapter.params) & set(dir(dict)))
+    if clash:
+        raise AssertionError(f"{chapter.name}: parameter names {clash} clash with dict methods (P.<name> would "
+                             "not read the parameter); rename them")
     for profile in PROFILES:
         values = chapter.profiles.get(profile)
         if values is None or set(values) != set(chapter.params):

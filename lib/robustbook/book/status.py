@@ -96,4 +96,25 @@ def write_status_page() -> Path:
     lines += ["", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     out = project_root() / "book" / "status.md"
     atomic_write(out, lambda tmp: tmp.write_text("\n".join(lines)))
+    write_teaching_times(runs, speed)
+    return out
+
+
+def write_teaching_times(runs: dict, speed: float) -> Path:
+    """``book/teaching_times.md`` (included by the teaching page): each chapter's time per profile — measured for
+    the profiles this build ran, estimated from counted work for colab."""
+    from .estimate import minutes
+    from .specs import resolve
+
+    lines = ["| chapter | measured here | profile measured | colab (T4, estimated) |", "|---|---|---|---|"]
+    for name, chapter in chapters().items():
+        run = runs.get(name)
+        measured = f"{run['seconds'] / 60:.1f} min" if run else "not run in this build"
+        colab = minutes(name, resolve(name, "colab"))["minutes"]
+        lines.append(f"| {chapter.title} | {measured} | {run['profile'] if run else ''} | about {colab:.0f} min |")
+    lines += ["", f"Measured on the machine that built this page (reference workload {speed:.3f} s; see the "
+              "status page). The colab column is an estimate from the work each chapter's parameters imply "
+              "(robustbook.book.estimate); the paper profiles need hours on a GPU."]
+    out = project_root() / "book" / "teaching_times.md"
+    atomic_write(out, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return out

@@ -1,0 +1,137 @@
+"""Executing chapters with papermill.
+
+``run_chapter(name, profile, overrides)`` validates the parameters, then executes
+``notebooks/<name>.py`` into ``book/notebooks/<name>.ipynb`` (where the book build picks it up).
+
+* Progress bars of the chapter go to the terminal and the log, never into the page
+  (``ROBUSTBOOK_BUILD`` tells the kernel; see :func:`robustbook.runtime.progress`).
+* The chapter writes its results into a staging folder; they replace ``_build/results/<name>*``
+  only when the whole chapter succeeded, so a failed run leaves the results as they were.
+* An exception inside a chapter becomes one :class:`ChapterFailed` message — chapter, cell, the
+  library's error — and the full traceback goes to ``_build/logs/<name>.log``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..runtime import atomic_write, build_dir, project_root, results_dir, save_json
+from .specs import get, resolve
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter stopped with an error; the message says where and why, the log has the traceback."""
+
+
+def executed_path(name: str) -> Path:
+    return project_root() / "book" / "notebooks" / f"{name}.ipynb"
+
+
+def runs_path() -> Path:
+    return results_dir() / "_runs.json"
+
+
+def log_path(name: str) -> Path:
+    path = build_dir() / "logs" / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_notebook(name: str):
+    """The chapter's jupytext source as a notebook object with a python3 kernelspec."""
+    import jupytext
+
+    nb = jupytext.read(project_root() / get(name).notebook)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.pop("jupytext", None)
+    for i, cell in enumerate(nb.cells):   # stable ids keep the Colab notebooks diff-free
+        cell.id = f"cell-{i}"
+    return nb
+
+
+@contextmanager
+def _environment(**values: str):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the page shows the parameters table instead."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
+
+
+def _failure(name: str, err: Exception, log: Path) -> ChapterFailed:
+    """One clear message from a papermill error: the chapter, the cell, the library's own error."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        traceback = ANSI.sub("", "\n".join(err.traceback))
+        atomic_write(log, lambda tmp: tmp.write_text(f"{name}: cell {err.exec_count} failed\n\n{traceback}\n"))
+        first_line = ANSI.sub("", str(err.evalue)).strip()
+        return ChapterFailed(f"chapter {name} stopped in cell {err.exec_count}: {err.ename}: {first_line}\n"
+                             f"(full traceback: {log})")
+    atomic_write(log, lambda tmp: tmp.write_text(f"{name}: {type(err).__name__}: {err}\n"))
+    return ChapterFailed(f"chapter {name} could not run: {type(err).__name__}: {err} (log: {log})")
+
+
+def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
+                output: Path | None = None, progress: bool = True) -> dict:
+    """Validate the parameters, then execute the chapter with papermill; returns the run record."""
+    import papermill
+
+    params = resolve(name, profile, overrides)          # fails before any work on bad input
+    output = Path(output) if output else executed_path(name)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    final = results_dir()
+    staging = final / ".staging" / name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    tmp = output.with_name(f".{output.stem}.running.ipynb")
+    log = log_path(name)
+    start = time.perf_counter()
+    try:
+        with _environment(ROBUSTBOOK_BUILD="1", ROBUSTBOOK_RESULTS=str(staging),
+                          ROBUSTBOOK_PROGRESS_LOG=str(log.with_suffix(".progress"))):
+            papermill.execute_notebook(read_notebook(name), str(tmp), parameters=params, kernel_name="python3",
+                                       cwd=str(project_root()), progress_bar=progress, log_output=False)
+        _hide_injected_parameters(tmp)
+        tmp.replace(output)
+        for f in staging.iterdir():
+            if f.name != "_runs.json":
+                os.replace(f, final / f.name)
+    except Exception as err:  # noqa: BLE001 - every failure becomes one message, the traceback goes to the log
+        raise _failure(name, err, log) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    record = {"chapter": name, "profile": profile, "seconds": round(seconds, 1),
+              "parameters": params, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    runs = json.loads(runs_path().read_text()) if runs_path().is_file() else {}
+    runs[name] = record
+    save_json(runs, runs_path())
+    return record
