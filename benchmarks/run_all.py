@@ -1,12 +1,27 @@
-"""Run every benchmark in this folder (each writes benchmarks/results/<name>.json); slow_* scripts run on demand."""
-import runpy
+"""Run every benchmark in this folder (each writes benchmarks/results/<name>.json); slow_* scripts run on demand.
+
+Each benchmark runs in its own process: a fresh cache, its own thread settings, and worker processes
+(spawned by the parallel-training benchmark) that import their own main module, not this loop.
+"""
+import subprocess
 import sys
 from pathlib import Path
 
 here = Path(__file__).resolve().parent
-sys.path.insert(0, str(here))
-for script in sorted(here.glob("*.py")):
-    if script.name in ("common.py", "run_all.py") or script.name.startswith("slow_"):
-        continue
-    print(f"== {script.name}", flush=True)
-    runpy.run_path(str(script), run_name="__main__")
+
+
+def main() -> int:
+    failed = []
+    for script in sorted(here.glob("*.py")):
+        if script.name in ("common.py", "run_all.py") or script.name.startswith("slow_"):
+            continue
+        print(f"== {script.name}", flush=True)
+        if subprocess.run([sys.executable, str(script)], cwd=here).returncode != 0:
+            failed.append(script.name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

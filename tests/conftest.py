@@ -12,9 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # chapter tests run while this process waits, so they never compete for threads.
 torch.set_num_threads(int(os.environ.get("ROBUSTBOOK_THREADS", "2")))
 os.environ.setdefault("ROBUSTBOOK_PROGRESS", "0")
-# The smoke chapters train tiny models: worker processes would cost more to start than they save
-# (tests/test_library.py exercises the parallel path on its own).
-os.environ.setdefault("ROBUSTBOOK_WORKERS", "1")
 
 
 def pytest_collection_modifyitems(config, items):

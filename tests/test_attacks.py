@@ -49,6 +49,53 @@ def test_pgd_keeps_the_best_iterate_not_the_last():
     assert int(model(last).argmax(1)) == 0
 
 
+def test_pgd_as_a_training_attack_returns_the_last_iterate():
+    """``keep_best=False`` (adversarial training, as the reference code does) returns the plain loop's last
+    iterate: on the oscillating model it is correctly classified, the best iterate is not."""
+    x = torch.full((1, 1, 4, 4), 0.5)
+    y = torch.tensor([0])
+    model = Oscillating()
+    out = pgd(model, x, y, eps=0.2, steps=6, step_size=0.03, random_start=False, keep_best=False)
+    last = x.clone()
+    for _ in range(6):
+        g = torch.autograd.functional.jacobian(lambda v: nn.functional.cross_entropy(model(v), y), last)
+        last = (last + 0.03 * g.sign()).clamp(0.3, 0.7)
+    assert torch.allclose(out, last) and int(model(out).argmax(1)) == 0
+    with pytest.raises(rb.validate.InvalidArgument, match="keep_best"):
+        pgd(model, x, y, eps=0.2, restarts=2, keep_best=False)
+
+
+def test_pgd_stops_attacking_fooled_points_without_changing_its_answer(mlp, digits):
+    """Points already misclassified keep their first misclassified iterate, so attacking only the others
+    must give what attacking every point at every step gives (the plain loop below, same random starts)."""
+    import robustbook.attacks as A
+
+    x, y = digits.x_test[:150], digits.y_test[:150]
+    eps, steps = 0.1, 15
+    fast = pgd(mlp, x, y, eps, steps=steps, restarts=2, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    best, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool)
+    best_loss = torch.full((len(x),), -float("inf"))
+    for _restart in range(2):
+        x_adv = A._random_start(x, eps, "Linf", gen)
+        for step in range(steps + 1):
+            with torch.no_grad():
+                logits = mlp(x_adv)
+            loss = nn.functional.cross_entropy(logits, y, reduction="none")
+            wrong = logits.argmax(1) != y
+            take = ~fooled & (wrong | (loss > best_loss))
+            best[take], best_loss[take] = x_adv[take], loss[take]
+            fooled |= wrong
+            if step < steps:
+                grad, _ = A._input_grad(mlp, x_adv, y, A._ce)
+                x_adv = A.project(x_adv + A._step(grad, 2.5 * eps / steps, "Linf"), x, eps, "Linf")
+        if bool(fooled.all()):
+            break
+    assert 0.2 < fooled.float().mean() < 1.0, "the test needs points that fall and points that do not"
+    assert torch.equal(mlp(fast).argmax(1) != y, fooled)
+    assert torch.allclose(best, fast, atol=1e-6)
+
+
 def test_bim_uses_kurakin_s_step_and_iterations(mlp, digits, monkeypatch):
     import robustbook.attacks as atk
 

@@ -3,6 +3,7 @@ module, the install pointed at this checkout, the network off. The generated not
 smoke profile, its first cell installs the library, and torch is left as it was."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -70,7 +71,12 @@ def test_the_colab_notebook_installs_the_library_and_runs_offline(colab, monkeyp
     assert subprocess.run([str(python), "-c", "import robustbook"], capture_output=True).returncode != 0
     work = root / "work"
     work.mkdir()
-    for key, value in {"JUPYTER_PATH": str(root / "jupyter"), "ROBUSTBOOK_INSTALL_SOURCE": ROOT.as_uri(),
+    # pip builds a local source in place (a build/ folder): give it a copy of the checkout, not the checkout
+    source = root / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "_build", "build", "book-student",
+                                                                "*.egg-info", "__pycache__", "notebooks"))
+    shutil.copytree(ROOT / "notebooks", source / "notebooks")
+    for key, value in {"JUPYTER_PATH": str(root / "jupyter"), "ROBUSTBOOK_INSTALL_SOURCE": source.as_uri(),
                        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(WHEELHOUSE),
                        "ROBUSTBOOK_CACHE": str(root / "cache"), "ROBUSTBOOK_RESULTS": str(work / "results"),
                        "PIP_DISABLE_PIP_VERSION_CHECK": "1", "http_proxy": "http://127.0.0.1:9",

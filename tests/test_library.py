@@ -132,7 +132,7 @@ def test_every_loss_is_finite_and_has_gradients(digits, name):
         model.trace((1, 8, 8))
     model.train()
     value = loss.fn(model, digits.x_train[:16], digits.y_train[:16], cfg, 0.1)
-    assert value.dim() == 0 and math.isfinite(float(value))
+    assert value.dim() == 0 and math.isfinite(float(value.detach()))
     value.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
@@ -247,22 +247,43 @@ def test_nn_is_torch_nn():
     assert nn.Module is torch.nn.Module
 
 
-def test_load_many_trains_missing_models_in_parallel_workers(digits, monkeypatch, tmp_path):
+@pytest.fixture
+def one_thread():
+    """The main process at one torch thread, as each worker process runs (thread counts change float sums)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_load_many_trains_missing_models_in_parallel_workers(digits, monkeypatch, tmp_path, one_thread):
     """Two worker processes, one thread each: the models come back equal to an in-process run with one thread."""
     monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "a"))
     params = dict(eps=0.1, epochs=1, width=4, attack_steps=1)
-    parallel = zoo.load_seeds(["standard", "pgd"], digits, [5, 6], **params)
+    parallel = zoo.load_seeds(["standard", "pgd"], digits, [5, 6], workers=2, **params)
+    assert len(list((tmp_path / "a").rglob("*.pt"))) == 4, "the workers did not write the four models to the cache"
     monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "b"))
-    serial = {s: {n: m for n, m in zip(("standard", "pgd"), zoo.load_many([(n, {**params, "seed": s}) for n in
-                                                                           ("standard", "pgd")], digits, workers=1))}
-              for s in (5, 6)}
+    serial = zoo.load_seeds(["standard", "pgd"], digits, [5, 6], workers=1, **params)
     for s in (5, 6):
         for n in ("standard", "pgd"):
             a, b = parallel[s][n].state_dict(), serial[s][n].state_dict()
             assert all(torch.equal(a[k], b[k]) for k in a), (s, n)
 
 
-def test_the_study_gives_the_same_rows_in_workers_and_in_process(digits, monkeypatch, tmp_path):
+def test_workers_come_from_the_environment_and_are_checked(monkeypatch):
+    from robustbook.runtime import workers
+
+    monkeypatch.delenv("ROBUSTBOOK_WORKERS", raising=False)
+    assert workers() == 1
+    monkeypatch.setenv("ROBUSTBOOK_WORKERS", "3")
+    assert workers() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("ROBUSTBOOK_WORKERS", bad)
+        with pytest.raises(ValueError, match="ROBUSTBOOK_WORKERS"):
+            workers()
+
+
+def test_the_study_gives_the_same_rows_in_workers_and_in_process(digits, monkeypatch, tmp_path, one_thread):
     from robustbook import measures
 
     monkeypatch.setenv("ROBUSTBOOK_CACHE", str(tmp_path / "a"))

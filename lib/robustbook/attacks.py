@@ -79,13 +79,14 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator |
     return (x + noise.to(x.device)).clamp(0.0, 1.0)
 
 
-def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
+def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, with_loss: bool = False):
+    """Input gradient of the summed per-point loss, and the logits (and the per-point loss, detached)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
         loss = loss_fn(logits, y)
         (grad,) = torch.autograd.grad(loss.sum(), x)
-    return grad, logits.detach()
+    return (grad, logits.detach(), loss.detach()) if with_loss else (grad, logits.detach())
 
 
 def _ce(logits, y):
@@ -114,21 +115,34 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: s
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
         steps: int = 20, step_size: float | None = None, restarts: int = 1,
         random_start: bool = True, loss_fn: Callable = _ce, seed: int | None = 0,
-        start: torch.Tensor | None = None) -> torch.Tensor:
+        start: torch.Tensor | None = None, keep_best: bool = True) -> torch.Tensor:
     """Projected gradient ascent on the loss inside the eps-ball and the box (Madry et al., 2018).
 
-    Keeps, per point, the best iterate over every step of every restart: the first misclassified
-    one (when ``y`` holds labels), otherwise the one with the highest loss. ``step_size`` defaults
-    to 2.5 eps / steps. ``y`` may be any target that ``loss_fn`` accepts (TRADES passes clean logits);
+    As an evaluation attack (``keep_best``, the default) it keeps, per point, the best iterate over every
+    step of every restart: the first misclassified one (when ``y`` holds labels), otherwise the one with the
+    highest loss. As the inner maximisation of adversarial training (``keep_best=False``, one restart) it
+    returns the last iterate, as Madry et al.'s and TRADES's reference code do. ``step_size`` defaults to
+    2.5 eps / steps. ``y`` may be any target that ``loss_fn`` accepts (TRADES passes clean logits);
     ``start`` replaces the first run's starting point.
     """
     _check(x, y, eps, norm)
     check.number("steps", steps, low=1, integer=True)
     check.number("restarts", restarts, low=1, integer=True)
+    if not keep_best and restarts > 1:
+        raise check.InvalidArgument("restarts > 1 needs keep_best=True (which restart's last iterate would count?)")
     if eps == 0:
         return x.detach().clone()
     step_size = check.number("step_size", step_size, low=0, low_open=True) if step_size is not None \
         else 2.5 * eps / steps
+    if not keep_best:
+        gen = _generator(seed)
+        x = x.detach()
+        x_adv = project(start.detach(), x, eps, norm) if start is not None else \
+            (_random_start(x, eps, norm, gen) if random_start else x.clone())
+        for _ in range(steps):
+            grad, _logits = _input_grad(model, x_adv, y, loss_fn)
+            x_adv = project(x_adv + _step(grad, step_size, norm), x, eps, norm).detach()
+        return x_adv
     labels = y.dim() == 1 and not y.is_floating_point()
     gen = _generator(seed)
     x = x.detach()
@@ -136,26 +150,46 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
     best_loss = torch.full((len(x),), -float("inf"), device=x.device)
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
 
-    def keep(candidate, logits):
-        nonlocal best, best_loss, fooled
-        loss = loss_fn(logits, y).detach()
-        wrong = logits.argmax(1) != y if labels else torch.zeros_like(fooled)
-        take = ~fooled & (wrong | (loss > best_loss))
-        best = torch.where(_expand(take, x), candidate, best)
-        best_loss = torch.where(take, loss, best_loss)
-        fooled = fooled | wrong
+    def keep(rows, candidate, logits, loss):
+        """Update the best iterate of the points ``rows`` (indices into the batch, or None for all)."""
+        wrong = logits.argmax(1) != (y if rows is None else y[rows]) if labels else torch.zeros_like(loss, dtype=bool)
+        was_fooled = fooled if rows is None else fooled[rows]
+        old_best, old_loss = (best, best_loss) if rows is None else (best[rows], best_loss[rows])
+        take = ~was_fooled & (wrong | (loss > old_loss))
+        new_best = torch.where(_expand(take, candidate), candidate, old_best)
+        new_loss = torch.where(take, loss, old_loss)
+        if rows is None:
+            best.copy_(new_best)
+            best_loss.copy_(new_loss)
+            fooled.logical_or_(wrong)
+        else:
+            best[rows], best_loss[rows], fooled[rows] = new_best, new_loss, was_fooled | wrong
 
     for r in range(restarts):
         if r == 0 and start is not None:
             x_adv = project(start.detach(), x, eps, norm)
         else:
             x_adv = _random_start(x, eps, norm, gen) if random_start else x.clone()
-        for _ in range(steps):
-            grad, logits = _input_grad(model, x_adv, y, loss_fn)
-            keep(x_adv, logits)                      # the iterate this gradient was taken at
-            x_adv = project(x_adv + _step(grad, step_size, norm), x, eps, norm).detach()
-        with torch.no_grad():
-            keep(x_adv, model(x_adv))                # the last iterate
+        for _ in range(steps + 1):
+            # a point already misclassified keeps its first misclassified iterate whatever follows: with
+            # labels, only the others are attacked further (the same result, fewer forward passes)
+            rows = (~fooled).nonzero().squeeze(1) if labels and bool(fooled.any()) else None
+            if rows is not None and rows.numel() == 0:
+                break
+            xa, xo = (x_adv, x) if rows is None else (x_adv[rows], x[rows])
+            ya = y if rows is None else y[rows]
+            if _ == steps:                           # the last iterate: evaluated, not stepped from
+                with torch.no_grad():
+                    logits = model(xa)
+                keep(rows, xa, logits, loss_fn(logits, ya))
+                break
+            grad, logits, loss = _input_grad(model, xa, ya, loss_fn, with_loss=True)
+            keep(rows, xa, logits, loss)             # the iterate this gradient was taken at
+            stepped = project(xa + _step(grad, step_size, norm), xo, eps, norm).detach()
+            if rows is None:
+                x_adv = stepped
+            else:
+                x_adv[rows] = stepped
         if labels and bool(fooled.all()):
             break
     return best

@@ -48,8 +48,9 @@ def standard_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, eps: 
 
 
 def _pgd(model, x, y, cfg, eps, **kw):
+    """The inner maximisation of adversarial training: PGD's last iterate, as the reference code returns it."""
     return _eval_mode_attack(model, lambda: pgd(model, x, y, eps, cfg.norm, steps=cfg.attack_steps,
-                                                step_size=cfg.attack_step_size, seed=None, **kw))
+                                                step_size=cfg.attack_step_size, seed=None, keep_best=False, **kw))
 
 
 def pgd_loss(model, x, y, cfg, eps: float) -> torch.Tensor:
@@ -121,7 +122,7 @@ def era_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, eps: float
         logits = model(x)
         pred = logits.argmax(1).detach()
         x_adv = pgd(model, x, pred, eps, cfg.norm, steps=cfg.attack_steps, step_size=cfg.attack_step_size,
-                    seed=None).detach()
+                    seed=None, keep_best=False).detach()
         logits_adv = model(x_adv)
     finally:
         model.train(was)

@@ -242,10 +242,9 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     sharpness per model and variant) with one record per model; quantities are named
     "<family>/<quantity>" for the corruption families, "corruption" (all corruptions),
     "adversarial" (all attacks) and, when ``natural`` test data is given (CIFAR-10.1), "natural".
-    Each model's record is cached; missing ones are computed in ``workers`` processes (one thread each;
-    default ``ROBUSTBOOK_WORKERS`` or the number of cores, at most 2), since the models are independent.
+    Each model's record is cached; with ``workers`` > 1 (default :func:`robustbook.runtime.workers`, 1) the
+    missing ones are computed in that many processes with one thread each, since the models are independent.
     """
-    import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -259,8 +258,9 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     xs, ys = subset(data.x_train, data.y_train, sharpness_points, seed=seed)
     families, corrupt_fn = (RGB_SHIFT_FAMILIES, corrupt_rgb) if rgb else (SHIFT_FAMILIES, corrupt)
     corrupted = {(c, s): corrupt_fn(x, c, s, seed) for fam in families.values() for c in fam for s in SEVERITIES}
-    if workers is None:
-        workers = int(os.environ.get("ROBUSTBOOK_WORKERS", min(2, os.cpu_count() or 1)))
+    from .runtime import workers as default_workers
+
+    workers = default_workers() if workers is None else check.number("workers", workers, low=1, integer=True)
     keys = [_study_key(m, data, attacks, xa, xs, seed, rgb, natural) for m in models]
     from .runtime import code_hash
 
@@ -270,14 +270,9 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             list(pool.map(_study_in_worker, [copy.deepcopy(m).cpu() for m in missing],
                           *zip(*[(data, corrupted, families, attacks, xa, ya, xs, ys, seed, rgb, natural)] * len(missing))))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)           # as in the workers: the same numbers whichever path computed a row
-    try:
-        rows = [memo("study", k, lambda m=m: _study_model(m, data, corrupted, families, attacks, xa, ya, xs, ys, seed,
-                                                           natural), _MODULES)
-                for m, k in zip(progress(models, "measures"), keys)]
-    finally:
-        torch.set_num_threads(threads)
+    rows = [memo("study", k, lambda m=m: _study_model(m, data, corrupted, families, attacks, xa, ya, xs, ys, seed,
+                                                       natural), _MODULES)
+            for m, k in zip(progress(models, "measures"), keys)]
     return [r[0] for r in rows], [r[1] for r in rows], float(np.mean([r[2] for r in rows]))
 
 

@@ -283,18 +283,17 @@ def load_many(requests: list[tuple], data: Data | None = None, threat_model: str
     """Load several models (``[(name, params), ...]``, or ``(name, params, data)`` when the data differ by
     request), training the missing ones in parallel worker processes.
 
-    Small models are dominated by per-step overhead, not arithmetic, so two processes with one thread each
-    train about twice as fast as one process with two threads. Every model trained here is trained in a worker
-    with one thread, whatever is cached already, so the numbers do not depend on which models were missing.
-    ``workers`` defaults to ``ROBUSTBOOK_WORKERS`` or the number of cores (at most 2); 1 trains in-process.
-    Returns the models in the order of ``requests``, loaded from the cache in this process.
+    Models a later request builds on (an ERA fine-tune's base) are trained first. ``workers`` defaults to
+    :func:`robustbook.runtime.workers` (1: train here, with this process's threads); with more, the missing
+    models train in that many spawned processes with one thread each. Returns the models in the order of
+    ``requests``, loaded from the cache in this process.
     """
-    import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    if workers is None:
-        workers = int(os.environ.get("ROBUSTBOOK_WORKERS", min(2, os.cpu_count() or 1)))
+    from .runtime import timed, workers as default_workers
+
+    workers = default_workers() if workers is None else check.number("workers", workers, low=1, integer=True)
     requests = [(r[0], r[1], r[2] if len(r) > 2 else data) for r in requests]
     if any(d is None for _, _, d in requests):
         raise check.InvalidArgument("load_many needs data: pass data=... or (name, params, data) requests")
@@ -311,32 +310,20 @@ def load_many(requests: list[tuple], data: Data | None = None, threat_model: str
             while len(stages) <= depth:
                 stages.append([])
             stages[depth].append((*step, d))
-    from .runtime import timed
-
     missing = [job for stage in stages for job in stage]
     if missing and workers > 1:
         with timed("training"), ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             for stage in stages:
                 if stage:
                     list(pool.map(_train_in_worker, *zip(*[(n, d, threat_model, p) for n, p, d in stage])))
-    elif missing:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for stage in stages:
-                for n, p, d in stage:
-                    load(n, d, threat_model, **p)
-        finally:
-            torch.set_num_threads(threads)
     return [load(name, d, threat_model, **params) for name, params, d in requests]
 
 
-def load_seeds(names, data: Data, seeds, threat_model: str = "Linf", **params) -> dict[int, dict[str, nn.Module]]:
-    """``{seed: {name: model}}`` for every name and seed, the missing ones trained in parallel (:func:`load_many`)."""
+def load_seeds(names, data: Data, seeds, threat_model: str = "Linf", workers: int | None = None,
+               **params) -> dict[int, dict[str, nn.Module]]:
+    """``{seed: {name: model}}`` for every name and seed, the missing ones trained by :func:`load_many`."""
     requests = [(n, {**params, "seed": s}) for s in seeds for n in names]
-    models = iter(load_many(requests, data, threat_model))
+    models = iter(load_many(requests, data, threat_model, workers))
     return {s: {n: next(models) for n in names} for s in seeds}
 
 
