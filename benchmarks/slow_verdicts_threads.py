@@ -2,7 +2,11 @@
 with one torch thread instead of two changes the order of float reductions (and so every trained model a little).
 Each run uses its own scratch project and a fresh cache; the verdicts of every claim are compared.
 
-Slow (two cold builds): not part of `make bench`.  .venv/bin/python benchmarks/slow_verdicts_threads.py [chapter ...]
+Slow (two cold builds): not part of `make bench`.
+    .venv/bin/python benchmarks/slow_verdicts_threads.py [chapter ...]
+    .venv/bin/python benchmarks/slow_verdicts_threads.py --reference _build/results [chapter ...]
+With ``--reference`` the two-thread run is not repeated: the claims of a finished cold cpu-profile build with the
+default two threads (its ``<chapter>.claims.json`` files) stand for it.
 """
 import json
 import os
@@ -18,9 +22,16 @@ from conftest import make_project  # noqa: E402
 
 from robustbook.book import chapters  # noqa: E402
 
-names = sys.argv[1:] or list(chapters())
+args = sys.argv[1:]
+reference = None
+if args[:1] == ["--reference"]:
+    reference, args = Path(args[1]).resolve(), args[2:]
+names = args or list(chapters())
 runs = {}
-for threads in ("2", "1"):
+if reference is not None:
+    runs["2"] = {"seconds": None, "reference": str(reference), "claims": {
+        name: json.loads((reference / f"{name}.claims.json").read_text()) for name in names}}
+for threads in ("1",) if reference is not None else ("2", "1"):
     root = make_project(Path(tempfile.mkdtemp(prefix=f"robustbook-threads{threads}-")))
     env = {**os.environ, "ROBUSTBOOK_THREADS": threads, "ROBUSTBOOK_CACHE": str(root / "cache"),
            "ROBUSTBOOK_ROOT": str(root)}

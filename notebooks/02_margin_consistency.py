@@ -319,10 +319,14 @@ tables.per_seed(subset_error, ".3f")
 # %% tags=["remove-cell"]
 res.glue("subset_robust_accuracy_error", subset_error[P.reference_model])
 res.glue("subset_points", P.subset_points)
+res.glue("subset_sampling_error", (0.25 / P.subset_points) ** 0.5)   # the standard error of a proportion near 1/2
 
 # %% [markdown]
 # For the reference model the estimate from {glue:text}`subset_points` attacked points is off by
-# {glue:text}`subset_robust_accuracy_error.mean:.3f` on average over seeds.
+# {glue:text}`subset_robust_accuracy_error.mean:.3f` on average over seeds. Sampling alone limits what so few
+# points can do: a proportion estimated from $n$ = {glue:text}`subset_points` points has a standard error of up to
+# $\sqrt{1/(4n)}$ = {glue:text}`subset_sampling_error:.3f`, so the claims table judges the error with its spread
+# over seeds.
 #
 # ## The cost
 #

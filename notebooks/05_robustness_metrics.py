@@ -92,7 +92,7 @@ data = rb.load_dataset(P.dataset)
 grid = rb.zoo.grid(P.optimizers, P.lr_levels, P.depths, P.widths, P.dropouts)
 names = [rb.zoo.grid_name(point) for point in grid]
 zoos = {s: list(ms_.values()) for s, ms_ in rb.zoo.load_seeds(names, data, P.seeds, epochs=P.epochs).items()}
-accuracy = pd.DataFrame({f"seed {s}": [ms.performance(m, data.x_test, data.y_test, data.num_classes)["accuracy"]
+accuracy = pd.DataFrame({f"seed {s}": [ms.performance(m, data.x_test, data.y_test, data.num_classes, ("accuracy",))["accuracy"]
                                        for m in zoo] for s, zoo in zoos.items()})
 
 # %%

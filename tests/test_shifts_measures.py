@@ -71,6 +71,40 @@ def test_norm_over_margin_is_the_log_of_a_ratio(model):
     assert negative["margin_nonpositive"] and negative["spectral_over_margin"] == pytest.approx(small["spectral_over_margin"])
 
 
+def test_performance_metrics_on_request(model, digits):
+    full = ms.performance(model, digits.x_test, digits.y_test, 10)
+    assert set(full) == set(ms.PERFORMANCE)
+    assert ms.performance(model, digits.x_test, digits.y_test, 10, ms.SHIFT_METRICS) == {k: full[k] for k in ms.SHIFT_METRICS}
+    with pytest.raises(rb.validate.InvalidArgument, match="log_loss"):
+        ms.performance(model, digits.x_test, digits.y_test, 10, ("logloss",))
+
+
+def test_path_norm_in_closed_form_and_through_a_spectral_norm():
+    """Two layers: squared path norm = sum_k W2^2 relu(W1^2 1 + b1^2) + b2^2. A spectrally normalised copy counts the
+    normalised weights (the plain net holding them gives the same number) and is left working afterwards."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    w1, b1, w2, b2 = (p.detach().double() for p in net.parameters())
+    exact = ((w2 ** 2) @ torch.relu((w1 ** 2) @ torch.ones(6, dtype=torch.float64) + b1 ** 2) + b2 ** 2).sum().sqrt()
+    assert ms.path_norm(net, (1, 2, 3)) == pytest.approx(float(exact), rel=1e-5)
+
+    normed = nn.Sequential(nn.Flatten(), spectral_norm(nn.Linear(6, 5)), nn.ReLU(), spectral_norm(nn.Linear(5, 3)))
+    normed.eval()
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    with torch.no_grad():
+        for i in (1, 3):
+            plain[i].weight.copy_(normed[i].weight)
+            plain[i].bias.copy_(normed[i].bias)
+    x = torch.rand(4, 1, 2, 3)
+    before = normed(x)
+    assert ms.path_norm(normed, (1, 2, 3)) == pytest.approx(ms.path_norm(plain, (1, 2, 3)), rel=1e-5)
+    assert ms.path_norm(normed, (1, 2, 3)) != pytest.approx(ms.path_norm(net, (1, 2, 3)), rel=1e-3)
+    assert torch.equal(normed(x), before)
+
+
 def test_magnitude_aware_noise_has_jiang_s_variance():
     """Variance sigma^2 w^2 + eps^2 (eps = 1e-3): not sigma (|w| + eps), whose variance differs for small w."""
     w = torch.tensor([0.0, 1e-3, 0.5, -2.0]).repeat(20000, 1).T.contiguous()

@@ -29,20 +29,24 @@ PERFORMANCE = ("accuracy", "precision", "recall", "f1", "log_loss")
 
 
 # --------------------------------------------------------------------------- performance
-def performance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
-    """Accuracy, macro precision / recall / F1 and log-loss on (x, y)."""
+def performance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                metrics: tuple[str, ...] = PERFORMANCE) -> dict:
+    """Accuracy, macro precision / recall / F1 and log-loss on (x, y), or the ``metrics`` asked for (a shifted
+    set needs only accuracy and log-loss: the three macro scores cost three times the forward pass)."""
+    for m in check.non_empty("metrics", metrics):
+        check.choice("metrics", m, PERFORMANCE)
     logits = predict_logits(model, x).cpu()
     pred = logits.argmax(1).numpy()
-    probs = F.softmax(logits.double(), 1).numpy()
     labels = list(range(num_classes))
     y = y.cpu()
-    return {
-        "accuracy": float((pred == y.numpy()).mean()),
-        "precision": float(precision_score(y, pred, average="macro", labels=labels, zero_division=0)),
-        "recall": float(recall_score(y, pred, average="macro", labels=labels, zero_division=0)),
-        "f1": float(f1_score(y, pred, average="macro", labels=labels, zero_division=0)),
-        "log_loss": float(log_loss(y.numpy(), probs, labels=labels)),
+    scores = {
+        "accuracy": lambda: float((pred == y.numpy()).mean()),
+        "precision": lambda: float(precision_score(y, pred, average="macro", labels=labels, zero_division=0)),
+        "recall": lambda: float(recall_score(y, pred, average="macro", labels=labels, zero_division=0)),
+        "f1": lambda: float(f1_score(y, pred, average="macro", labels=labels, zero_division=0)),
+        "log_loss": lambda: float(log_loss(y.numpy(), F.softmax(logits.double(), 1).numpy(), labels=labels)),
     }
+    return {m: scores[m]() for m in metrics}
 
 
 def margin_and_entropy(model: nn.Module, x_train, y_train, x_test) -> dict:
@@ -97,14 +101,27 @@ def norms(model: nn.Module, input_shape, margin: float) -> dict:
 
 
 def path_norm(model: nn.Module, input_shape) -> float:
-    """The l2 path norm: square every parameter (biases included), feed an all-ones input in eval
-    mode, sum the outputs (the squared path norm) and take the square root."""
-    squared = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        for p in squared.parameters():
-            p.pow_(2)
-        out = squared(torch.ones((1, *input_shape), device=model_device(squared))).sum()
-    return float(out.clamp_min(0).sqrt())
+    """The l2 path norm: square every weight and bias, feed an all-ones input through the layers in eval
+    mode, sum the outputs (the squared path norm) and take the square root. A parametrized weight (spectral
+    norm) counts as the weight the layer uses; the model itself is left untouched."""
+    h = torch.ones((1, *input_shape), device=model_device(model))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for layer in model:
+                if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                    weight, bias = layer.weight ** 2, None if layer.bias is None else layer.bias ** 2
+                    h = F.linear(h, weight, bias) if isinstance(layer, nn.Linear) else \
+                        layer._conv_forward(h, weight, bias)
+                elif any(True for _ in layer.parameters()):
+                    raise check.InvalidArgument(f"path_norm: no rule for the parameters of {type(layer).__name__} "
+                                                "(it handles Linear and Conv2d layers)")
+                else:
+                    h = layer(h)
+    finally:
+        model.train(was_training)
+    return float(h.sum().clamp_min(0).sqrt())
 
 
 # --------------------------------------------------------------------------- sharpness
@@ -159,8 +176,12 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, magnitude_awar
 
 
 # --------------------------------------------------------------------------- robustness quantities
+SHIFT_METRICS = ("accuracy", "log_loss")
+
+
 def shift_quantities(clean: dict, shifted: dict) -> dict:
-    """Robustness of one model to one shift, from :func:`performance` on the clean and shifted sets."""
+    """Robustness of one model to one shift, from :func:`performance` (``SHIFT_METRICS``) on the clean and
+    shifted sets."""
     return {
         "accuracy_gap": clean["accuracy"] - shifted["accuracy"],
         "relative_robustness": shifted["accuracy"] / clean["accuracy"] if clean["accuracy"] > 0 else float("nan"),
@@ -198,13 +219,13 @@ def _study_model(model: nn.Module, data, corrupted: dict, families: dict, attack
     measures_ = {**clean, **me, **norms(model, data.input_shape, me["margin"]), **sharp}
     per_shift = {}
     for fam, names in families.items():
-        per_shift[fam] = [shift_quantities(clean, performance(model, corrupted[(c, s)], y, C))
+        per_shift[fam] = [shift_quantities(clean, performance(model, corrupted[(c, s)], y, C, SHIFT_METRICS))
                           for c in names for s in SEVERITIES]
     per_shift["corruption"] = [q for fam in families for q in per_shift[fam]]
     if natural is not None:
-        per_shift["natural"] = [shift_quantities(clean, performance(model, natural[0], natural[1], C))]
-    clean_a = performance(model, xa, ya, C)
-    per_shift["adversarial"] = [shift_quantities(clean_a, performance(model, x_adv, ya, C))
+        per_shift["natural"] = [shift_quantities(clean, performance(model, natural[0], natural[1], C, SHIFT_METRICS))]
+    clean_a = performance(model, xa, ya, C, SHIFT_METRICS)
+    per_shift["adversarial"] = [shift_quantities(clean_a, performance(model, x_adv, ya, C, SHIFT_METRICS))
                                 for x_adv in run_attacks(model, xa, ya, attacks).values()]
     quantities = {f"{fam}/{k}": float(np.mean([q[k] for q in qs])) for fam, qs in per_shift.items() for k in qs[0]}
     return measures_, quantities, seconds
@@ -248,6 +269,8 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    from torch.nn.utils import parametrize
+
     from .data import subset
     from .runtime import cache_dir, memo, stable_hash
     from .shifts import SEVERITIES, corrupt, corrupt_rgb
@@ -266,6 +289,8 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
 
     missing = [m for m, k in zip(models, keys)
                if not (cache_dir() / "study" / f"{stable_hash(['study', k, code_hash(*_MODULES)])}.pt").is_file()]
+    # parametrized modules (spectral norm) cannot be pickled to a worker: they are measured in this process
+    missing = [m for m in missing if not any(parametrize.is_parametrized(mod) for mod in m.modules())]
     if len(missing) > 1 and workers > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             list(pool.map(_study_in_worker, [copy.deepcopy(m).cpu() for m in missing],
