@@ -169,6 +169,25 @@ def test_power_iteration_converges_to_the_sound_norms_from_below():
     assert (fft >= exact * (1 - 1e-9)).all()                 # the FFT bound is an upper bound
 
 
+def test_power_iteration_of_a_dense_layer_matches_the_autograd_step():
+    """The dense fast path (W^T W v by two products) is the step the convolution path takes through autograd."""
+    from robustbook.certify import power_iteration
+
+    torch.manual_seed(0)
+    layer = nn.Linear(20, 30)
+    v = torch.randn(1, 20)
+    ref = v.clone()
+    for _ in range(7):
+        ref = ref.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(0.5 * nn.functional.linear(ref, layer.weight).pow(2).sum(), ref)
+        ref = g / g.norm()
+    out = power_iteration(layer, v, 7)
+    assert not out.requires_grad
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-7)
+    sigma = float(torch.linalg.matrix_norm(layer.weight.detach().double(), ord=2))
+    assert float(nn.functional.linear(power_iteration(layer, v, 500), layer.weight.detach()).norm()) == pytest.approx(sigma, rel=1e-5)
+
+
 def _grad_norm(model, x, i, j):
     x = x.clone().requires_grad_(True)
     out = model(x)

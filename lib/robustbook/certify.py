@@ -68,7 +68,17 @@ def _operator(layer: nn.Module):
 
 
 def power_iteration(layer: nn.Module, v: torch.Tensor, iters: int) -> torch.Tensor:
-    """``iters`` steps of v <- A^T A v / ||A^T A v|| for the layer's operator A (no gradient)."""
+    """``iters`` steps of v <- A^T A v / ||A^T A v|| for the layer's operator A (no gradient).
+
+    A dense layer multiplies by its weight and its transpose; a convolution gets A^T from autograd (the
+    gradient of ||A v||^2 / 2), which avoids working out the transposed convolution's output padding."""
+    if isinstance(layer, nn.Linear):
+        w = layer.weight.detach()
+        with torch.no_grad():
+            for _ in range(iters):
+                g = (v @ w.T) @ w                   # A^T A v for row vectors v
+                v = g / g.norm().clamp_min(1e-30)
+        return v
     op = _operator(layer)
     with torch.enable_grad():
         for _ in range(iters):
