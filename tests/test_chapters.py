@@ -128,3 +128,15 @@ def test_every_chapter_has_a_paper_numbers_file_with_sources():
     for name in chapters():
         entries = papers.numbers(name)
         assert entries and all(e.get("source") for e in entries), name
+
+
+def test_colab_notebooks_are_in_step_with_their_sources():
+    """notebooks/*.ipynb (what the Colab button opens) are generated from the .py sources: a chapter edited
+    without `python -m robustbook sync` would send Colab readers an older chapter."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "robustbook", "sync", "--check"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "ROBUSTBOOK_ROOT": str(ROOT)})
+    assert out.returncode == 0, out.stdout + out.stderr
