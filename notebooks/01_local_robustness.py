@@ -50,7 +50,7 @@ if "google.colab" in sys.modules:
 # one model whose margin we *can* compute exactly — a linear classifier — and check FAB against it.
 # Every number comes from several training seeds; the tables show mean ± standard deviation.
 
-# %% tags=["parameters", "remove-cell"]
+# %% tags=["parameters"]
 profile = "cpu"
 dataset = None
 width = None

@@ -67,7 +67,7 @@ if "google.colab" in sys.modules:
 # model — repairs a deliberately inconsistent model with a learned *pseudo-margin*, and estimates
 # robust accuracy from a handful of attacked points.
 
-# %% tags=["parameters", "remove-cell"]
+# %% tags=["parameters"]
 profile = "cpu"
 dataset = None
 models = None

@@ -84,7 +84,7 @@ if "google.colab" in sys.modules:
 # :pyobject: relaxation_margins
 # ```
 
-# %% tags=["parameters", "remove-cell"]
+# %% tags=["parameters"]
 profile = "cpu"
 toy_eps = None
 toy_epochs = None

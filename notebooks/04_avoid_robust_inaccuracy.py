@@ -65,7 +65,7 @@ if "google.colab" in sys.modules:
 # :pyobject: era_loss
 # ```
 
-# %% tags=["parameters", "remove-cell"]
+# %% tags=["parameters"]
 profile = "cpu"
 synthetic_epochs = None
 synthetic_eps = None

@@ -44,7 +44,7 @@ if "google.colab" in sys.modules:
 # larger relative robustness is better.
 # ```
 
-# %% tags=["parameters", "remove-cell"]
+# %% tags=["parameters"]
 profile = "cpu"
 dataset = None
 optimizers = None

@@ -62,7 +62,7 @@ if "google.colab" in sys.modules:
 # No such argument covers the other selectors: an attack-based selector at $x'$ looks at a ball around $x'$,
 # not $x$, and a threshold selector can be crossed like any decision boundary.
 
-# %% tags=["parameters", "remove-cell"]
+# %% tags=["parameters"]
 profile = "cpu"
 dataset = None
 eps = None
@@ -247,8 +247,7 @@ res.glue("pairs", {key: {**{c: (v if isinstance(v, rb.OverSeeds) else None) for 
                           "cost_over_forward": costs[tuple(key.split("/"))]} for key in summary},
          nullable=("robust_accuracy_certified",))
 violations = {s: sum(v[s]["certificate_violations"] for v in pairs.values()) for s in P.seeds}
-certified_checked = sum(round(v[s]["robust_accuracy_certified"] * len(x)) for v in pairs.values() for s in P.seeds
-                        if v[s]["robust_accuracy_certified"] is not None)
+certified_checked = sum(v[s]["certified_points"] for v in pairs.values() for s in P.seeds)
 gap = {key: rb.OverSeeds({s: v[s]["robust_accuracy_formula"] - v[s]["robust_accuracy_attack"] for s in P.seeds})
        for key, v in pairs.items()}
 if ("era", "empirical") in gap:
@@ -291,7 +290,7 @@ if gloro_name:
                                                steps=P.e2e_steps, restarts=P.e2e_restarts, seed=first)
     sweep = pd.DataFrame(radii).T.rename_axis("selector radius rho")
     violations[first] += int(sweep["certificate_violations"].sum())
-    certified_checked += int(round((sweep["robust_accuracy_certified"] * len(x)).sum()))
+    certified_checked += int(sweep["certified_points"].sum())
     display = sweep[["selected", "natural_accuracy", "robust_accuracy_certified", "robust_accuracy_attack",
                      "certificate_violations"]].style.format("{:.1%}").format("{:.0f}", subset=["certificate_violations"])
 else:
@@ -353,11 +352,6 @@ if ("era", "empirical") in gap:
               "least 10 points", gap[("era", "empirical")], ">=", 0.10,
               "Merkli et al. evaluate the composition with the formula; our end-to-end attack", fmt=".1%")
 for r in P.robust_models:
-    if "certified" in P.selectors:
-        v = pairs[(r, "certified")]
-        res.claim(f"{r}/certified: the attacked robust accuracy is at least the sound certificate (every seed)",
-                  {s: v[s]["robust_accuracy_attack"] - v[s]["robust_accuracy_certified"] for s in P.seeds}, ">=", 0.0,
-                  "soundness of the composed certificate (theorem above)", fmt=".1%")
     if "logit_margin" in P.selectors and "empirical" in P.selectors:
         res.claim(f"{r}: attacked end to end, the free logit-margin selector is at most 2 points less robust than "
                   "the empirical selector",
@@ -367,8 +361,10 @@ for r in P.robust_models:
     res.claim(f"the robust model `{r}` is margin consistent (tau >= 0.5)", consistency[r]["kendall_tau"], ">=", 0.5,
               "Ngnawé et al. (2024): robust models are mostly consistent", enforce=False,
               reason="a robust model need not be consistent (the paper's MMA model is not)")
+# point by point, so the composed robust accuracy under attack is at least the certified one; at the chapter's
+# selector radius few or no points are certified, so the radius sweep's certified points are counted too
 res.claim(f"no certified point is broken by the end-to-end attack ({certified_checked} certified points attacked)",
-          violations, "==", 0, "the composed certificate (theorem above)", fmt=".0f")
+          violations, "==", 0, "soundness of the composed certificate (theorem above)", fmt=".0f")
 res.save()
 res.claims_table()
 

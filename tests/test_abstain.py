@@ -109,6 +109,7 @@ def test_composed_certificate_is_never_contradicted_by_the_attack():
     report = abstain.evaluate_composed(composed, x, y, eps, (torch.ones(len(x), dtype=torch.bool),) * 2,
                                        (torch.ones(len(x), dtype=torch.bool),) * 2, steps=10)
     assert report["certificate_violations"] == 0 and report["robust_accuracy_certified"] is not None
+    assert report["certified_points"] == int(certified.sum())
 
 
 def test_certify_composed_needs_the_certified_selector(digits):

@@ -3,6 +3,7 @@ import json
 import re
 
 import jupytext
+import nbformat
 import pytest
 
 from conftest import ROOT
@@ -30,14 +31,14 @@ def test_cpu_profiles_have_at_least_three_seeds():
 
 @pytest.mark.parametrize("name", list(chapters()))
 def test_notebook_structure(name):
-    """The Colab cell first (tagged remove-cell and generated from _config.yml), then a parameters cell with
-    ``profile`` and None for every parameter (also removed from the page), then ``rb.start``."""
+    """The Colab cell first (tagged remove-cell and generated from _config.yml), then papermill's parameters cell
+    with ``profile`` and None for every parameter (the runner removes it from the page), then ``rb.start``."""
     nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code[0].source.strip() == colab_cell().strip()
     assert "remove-cell" in code[0].metadata.get("tags", [])
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1 and "remove-cell" in params[0].metadata["tags"]
+    assert len(params) == 1 and params[0].metadata["tags"] == ["parameters"]
     namespace = {}
     exec(params[0].source, namespace)
     assert namespace["profile"] == "cpu"
@@ -48,9 +49,9 @@ def test_notebook_structure(name):
 
 @pytest.mark.parametrize("name", list(chapters()))
 def test_notebook_title_comes_first_on_the_page(name):
-    """After the removed cells, the page opens with the chapter's title."""
+    """After the removed cells (and the parameters cell, which the runner removes), the page opens with the title."""
     nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
-    shown = [c for c in nb.cells if "remove-cell" not in c.metadata.get("tags", [])]
+    shown = [c for c in nb.cells if not {"remove-cell", "parameters"} & set(c.metadata.get("tags", []))]
     assert shown[0].cell_type == "markdown" and shown[0].source.startswith(f"# {chapters()[name].title}")
 
 
@@ -65,6 +66,10 @@ def test_chapter_executes_under_smoke_profile(smoke_runs, book_project, name):
     claims = json.loads((book_project / "_build" / "results" / f"{name}.claims.json").read_text())
     assert claims, "the chapter checked no claims"
     assert any(c["enforced"] for c in claims), "a chapter must enforce at least one claim"
+    executed = nbformat.read(book_project / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
+    hidden = [c for c in executed.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    assert len(hidden) == 2 and all("remove-cell" in c.metadata["tags"] for c in hidden), \
+        "the parameters and injected-parameters cells must be removed from the page"
 
 
 def _null_paths(value, key=""):

@@ -370,7 +370,8 @@ def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor,
     selector) a sound certificate — plus selected share, natural accuracy and robust inaccuracy.
 
     ``core_flags`` / ``robust_flags_``: (correct, robust at eps) per point for each model, as
-    :func:`indicators` returns them. ``certificate_violations`` counts certified points the attack broke.
+    :func:`indicators` returns them. ``certified_points`` counts the certified points, ``certificate_violations``
+    those the attack broke.
     """
     def compute():
         selected = composed.selector.select(x)
@@ -380,10 +381,12 @@ def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor,
         out = {"selected": formula["selected"], "natural_accuracy": formula["natural_accuracy"],
                "robust_accuracy_formula": formula["robust_accuracy"],
                "robust_accuracy_attack": attacked["robust"].double().mean().item(),
-               "r_rob_inacc": formula["r_rob_inacc"], "robust_accuracy_certified": None, "certificate_violations": 0}
+               "r_rob_inacc": formula["r_rob_inacc"], "robust_accuracy_certified": None, "certified_points": 0,
+               "certificate_violations": 0}
         if isinstance(composed.selector, CertifiedSelector):
             certified = certify_composed(composed, x, y, eps, norm)
             out["robust_accuracy_certified"] = certified.double().mean().item()
+            out["certified_points"] = int(certified.sum())
             out["certificate_violations"] = int((certified & ~attacked["robust"]).sum())
         return out
 

@@ -170,7 +170,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
             x_adv = project(start.detach(), x, eps, norm)
         else:
             x_adv = _random_start(x, eps, norm, gen) if random_start else x.clone()
-        for _ in range(steps + 1):
+        for step in range(steps + 1):
             # a point already misclassified keeps its first misclassified iterate whatever follows: with
             # labels, only the others are attacked further (the same result, fewer forward passes)
             rows = (~fooled).nonzero().squeeze(1) if labels and bool(fooled.any()) else None
@@ -178,7 +178,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
                 break
             xa, xo = (x_adv, x) if rows is None else (x_adv[rows], x[rows])
             ya = y if rows is None else y[rows]
-            if _ == steps:                           # the last iterate: evaluated, not stepped from
+            if step == steps:                        # the last iterate: evaluated, not stepped from
                 with torch.no_grad():
                     logits = model(xa)
                 keep(rows, xa, logits, loss_fn(logits, ya))

@@ -272,7 +272,7 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     from torch.nn.utils import parametrize
 
     from .data import subset
-    from .runtime import cache_dir, memo, stable_hash
+    from .runtime import memo, memo_path, workers as default_workers
     from .shifts import SEVERITIES, corrupt, corrupt_rgb
 
     check.non_empty("models", models)
@@ -281,14 +281,9 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     xs, ys = subset(data.x_train, data.y_train, sharpness_points, seed=seed)
     families, corrupt_fn = (RGB_SHIFT_FAMILIES, corrupt_rgb) if rgb else (SHIFT_FAMILIES, corrupt)
     corrupted = {(c, s): corrupt_fn(x, c, s, seed) for fam in families.values() for c in fam for s in SEVERITIES}
-    from .runtime import workers as default_workers
-
     workers = default_workers() if workers is None else check.number("workers", workers, low=1, integer=True)
     keys = [_study_key(m, data, attacks, xa, xs, seed, rgb, natural) for m in models]
-    from .runtime import code_hash
-
-    missing = [m for m, k in zip(models, keys)
-               if not (cache_dir() / "study" / f"{stable_hash(['study', k, code_hash(*_MODULES)])}.pt").is_file()]
+    missing = [m for m, k in zip(models, keys) if not memo_path("study", k, _MODULES).is_file()]
     # parametrized modules (spectral norm) cannot be pickled to a worker: they are measured in this process
     missing = [m for m in missing if not any(parametrize.is_parametrized(mod) for mod in m.modules())]
     if len(missing) > 1 and workers > 1:

@@ -99,8 +99,8 @@ def workers() -> int:
     """How many processes train or study independent models at once (``ROBUSTBOOK_WORKERS``, default 1).
 
     One by default, measured (``benchmarks/parallel_training.py``): on the 2-core machines the book is built
-    on, two worker processes with one thread each trained chapter 2's zoo 2.4x *slower* than one process with
-    two threads. Workers use one thread each, so their floats differ slightly from a run in the main process
+    on, two worker processes with one thread each were about twice as *slow* as one process with two threads,
+    for training chapter 2's zoo and chapter 5's grid and for chapter 5's study alike. Workers use one thread each, so their floats differ slightly from a run in the main process
     with more threads; on a machine with many real cores they can still pay off.
     """
     text = os.environ.get("ROBUSTBOOK_WORKERS", "1")
@@ -359,6 +359,11 @@ def caching_off():
         _MEMO_OFF.pop()
 
 
+def memo_path(kind: str, key_parts: Any, modules: tuple[str, ...]) -> Path:
+    """Where :func:`memo` keeps the result for these key parts and this code (the file may not exist yet)."""
+    return cache_dir() / kind / f"{stable_hash([kind, key_parts, code_hash(*modules)])}.pt"
+
+
 def memo(kind: str, key_parts: Any, compute: Callable[[], Any], modules: tuple[str, ...], cache: bool = True) -> Any:
     """The result of ``compute()``, cached as a verified entry under ``cache_dir()/<kind>``.
 
@@ -367,8 +372,8 @@ def memo(kind: str, key_parts: Any, compute: Callable[[], Any], modules: tuple[s
     """
     if not cache or _MEMO_OFF:
         return compute()
-    key = stable_hash([kind, key_parts, code_hash(*modules)])
-    path = cache_dir() / kind / f"{key}.pt"
+    path = memo_path(kind, key_parts, modules)
+    key = path.stem
     stored = cache_load(path, kind, key)
     if stored is not None:
         return stored["value"]

@@ -72,14 +72,16 @@ def _environment(**values: str):
                 os.environ[k] = v
 
 
-def _hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``remove-cell``: the page shows the parameters table instead."""
+def _hide_parameters(path: Path) -> None:
+    """Tag the parameters cell (``x = None`` defaults) and papermill's injected-parameters cell ``remove-cell``:
+    the page shows the parameters table instead. The sources keep papermill's plain ``parameters`` tag, so the
+    Colab notebook shows the cell a reader edits."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
     nbformat.write(nb, path)
 
@@ -118,7 +120,7 @@ def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | 
                           ROBUSTBOOK_PROGRESS_LOG=str(log.with_suffix(".progress"))):
             papermill.execute_notebook(read_notebook(name), str(tmp), parameters=params, kernel_name="python3",
                                        cwd=str(project_root()), progress_bar=progress, log_output=False)
-        _hide_injected_parameters(tmp)
+        _hide_parameters(tmp)
         tmp.replace(output)
         for f in staging.iterdir():
             if f.name != "_runs.json":
