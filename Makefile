@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= cpu
 EDITION ?= instructor
 
-.PHONY: book student test venv browser notebooks bench clean
+.PHONY: book student test venv browser data notebooks bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,13 +33,24 @@ browser:
 	    { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q >/dev/null && \
 	      $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; }; }
 
-book: $(STAMP)
+# Fashion-MNIST, the cpu book's images (Debian's package; skipped where apt-get is missing or refused: the
+# library then reads ROBUSTBOOK_DATA or downloads with torchvision, and says how to get the files otherwise)
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+data:
+	@test -f $(FMNIST) || ! command -v apt-get >/dev/null 2>&1 || \
+	  { echo "installing Debian's dataset-fashion-mnist (the book's images, 30 MB)"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q >/dev/null 2>&1 && \
+	      $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } || \
+	    echo "could not install dataset-fashion-mnist; see the README (Fashion-MNIST on other systems)"; }
+
+book: $(STAMP) data
 	$(PY) -m robustbook build --profile $(PROFILE) --edition $(EDITION)
 
-student: $(STAMP)
+student: $(STAMP) data
 	$(PY) -m robustbook build --profile $(PROFILE) --edition student
 
-test: $(STAMP) browser
+test: $(STAMP) browser data
 	$(PY) -m pytest
 
 notebooks: $(STAMP)

@@ -70,6 +70,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 profile = "cpu"
 dataset = None
+data_points = None
 models = None
 repair_models = None
 reference_model = None
@@ -109,8 +110,9 @@ P.table()
 # %% [markdown]
 # ## A zoo of models
 #
-# On the digits (`cpu` profile) every model is the book's small CNN trained on the same split, once per
-# seed; `rescaled` is the only one that is not trained:
+# On Fashion-MNIST (`cpu` profile) every model is the book's small CNN trained on the same fixed subset of
+# the training split, once per seed (chapter 1's `standard` and `pgd` models are reused from the cache);
+# `rescaled` is the only one that is not trained:
 
 # %%
 pd.DataFrame(rb.zoo.describe(P.models)).set_index("model")
@@ -126,7 +128,7 @@ pd.DataFrame(rb.zoo.describe(P.models)).set_index("model")
 # boundary.
 
 # %%
-data = rb.load_dataset(P.dataset)
+data = rb.load_dataset(P.dataset, points=P.data_points)
 x, y = subset(data.x_test, data.y_test, P.margin_points, seed=0)
 settings = dict(eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps)
 fab_options = dict(targeted=P.fab_targets, n_iter=P.fab_iterations)
@@ -196,7 +198,7 @@ plt.show()
 # misclassified: we attack the model's own prediction, so they have margins like any other point.
 #
 # Consistency can also be looked at class by class (Kendall's $\tau$ among the points predicted as each
-# digit, for the reference model, first seed):
+# class, for the reference model, first seed):
 
 # %%
 ref = first[P.reference_model]
@@ -349,7 +351,7 @@ res.glue("cost_ratio_fab_over_logit_margin", cost["ratio"])
 # ## Our numbers next to the paper's
 #
 # The paper's numbers are for CIFAR-10 models from RobustBench at $\ell_\infty$, $\varepsilon = 8/255$, with
-# FAB on the test set; ours are for the digits zoo above (means over seeds). The scales differ, so compare
+# FAB on the test set; ours are for the small Fashion-MNIST zoo above (means over seeds). The scales differ, so compare
 # the pattern, not the values.
 
 # %%
@@ -388,8 +390,8 @@ if "mma" in P.models:
     res.claim("MMA training yields a model that is not margin consistent (tau below 0.5)",
               summary["mma"]["kendall_tau"], "<", 0.5,
               f"Ngnawé et al. (2024): Ding2020MMA has tau {mma['value']:.2f} ({mma['setting']})", enforce=False,
-              reason="our MMA digits CNN ranks inputs like the others; the paper's model is a CIFAR-10 WRN, "
-                     "and whatever makes it inconsistent does not appear at this scale")
+              reason=f"our MMA CNN on {rb.data.label(P.dataset)} ranks inputs like the others; the paper's "
+                     "model is a CIFAR-10 WRN, and whatever makes it inconsistent does not appear at this scale")
 if "rescaled" in P.repair_models:
     res.claim("the pseudo-margin raises tau of the rescaled model by at least 0.15 (a constructed inconsistency: "
               "the information is in the logits by design; the claim tests that the learner finds it)",

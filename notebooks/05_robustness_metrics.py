@@ -32,7 +32,7 @@ if "google.colab" in sys.modules:
 # attacked test sets, and correlated measures with robustness. Their answer: no single measure predicts
 # robustness well, but three moderate relations stood out.
 #
-# We repeat the study on grids of small CNNs on the 8x8 digits, once per seed, with the measures defined as in
+# We repeat the study on grids of small CNNs on Fashion-MNIST (a fixed subset of its training split), once per seed, with the measures defined as in
 # Jiang et al. {cite}`jiang2020fantastic` and three definitions of robustness for each kind of shift.
 #
 # ```{prf:definition} Robustness quantities
@@ -47,6 +47,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 profile = "cpu"
 dataset = None
+data_points = None
 optimizers = None
 lr_levels = None
 depths = None
@@ -88,7 +89,7 @@ P.table()
 # and cached. One grid per seed.
 
 # %%
-data = rb.load_dataset(P.dataset)
+data = rb.load_dataset(P.dataset, points=P.data_points)
 grid = rb.zoo.grid(P.optimizers, P.lr_levels, P.depths, P.widths, P.dropouts)
 names = [rb.zoo.grid_name(point) for point in grid]
 zoos = {s: list(ms_.values()) for s, ms_ in rb.zoo.load_seeds(names, data, P.seeds, epochs=P.epochs).items()}
@@ -111,10 +112,10 @@ res.glue("n_seeds", len(P.seeds))
 #
 # ## Shifted test sets
 #
-# **Corruptions.** Eight corruptions at five severities, implemented in torch for 8x8 grayscale images
-# (`robustbook.shifts`; severity constants of CIFAR-10-C where they transfer, rescaled to 8x8 for blur,
-# elastic and pixelation). The `imagecorruptions` package, which the paper profile uses on CIFAR-10, needs
-# RGB images of at least 32x32. One test digit under each corruption and severity:
+# **Corruptions.** Eight corruptions at five severities, implemented in torch for small grayscale images
+# (`robustbook.shifts`; severity constants of CIFAR-10-C where they transfer). The `imagecorruptions`
+# package, which the paper profile uses on CIFAR-10, needs RGB images of at least 32x32. One test image under
+# each corruption and severity:
 
 # %%
 plots.corruption_grid(data.x_test[:1], lambda x, name, s: corrupt(x, name, s, 0), list(CORRUPTIONS), SEVERITIES)
@@ -127,7 +128,7 @@ plt.show()
 # over the trade-off constant), two minimum-norm attacks, with their result projected onto an $\ell_2$ budget of
 # {glue:text}`attack_eps_l2:.3g`. All five are ours (`robustbook.attacks`), each tested to stay within its
 # budget and the data box; torchattacks' CW mishandles negative logits and its DeepFool leaves points
-# unbroken, so we do not rely on them. Each model is attacked itself. The adversarial versions of one digit for
+# unbroken, so we do not rely on them. Each model is attacked itself. The adversarial versions of one image for
 # the most accurate model of the first seed:
 
 # %%
@@ -276,7 +277,7 @@ res.glue("colab_note", estimate.colab_note("05_robustness_metrics"))
 # seed) reaches $|\tau| \ge 0.5$ on {glue:text}`best_coverage.mean:.0%` of the robustness quantities (pairs
 # linked by construction left out); the finding holds if that share stays at most one half.
 #
-# Agreement or disagreement here is about 8x8 digits and small CNNs, not CIFAR-10. Run the `paper` profile
+# Agreement or disagreement here is about small CNNs on 28x28 grey images, not CIFAR-10. Run the `paper` profile
 # on a GPU for the CIFAR-10 version (CIFAR-10-C through imagecorruptions, CIFAR-10.1 v6 for the natural shift).
 #
 # ## What we expected, and what we measured
@@ -287,7 +288,7 @@ for f in ms.FINDINGS:
     note = f" ({f.construction})" if f.construction else ""
     res.claim(f"finding: {f.finding} — tau({f.measure}, {f.quantity}) has sign {f.sign:+d} and |tau| >= 0.3{note}",
               signed[f], ">=", ms.MODERATE, study_source, enforce=False,
-              reason="a finding on CIFAR-10 CNNs; our zoo is small CNNs on 8x8 digits")
+              reason=f"a finding on CIFAR-10 CNNs; our zoo is small CNNs on {rb.data.label(P.dataset)}")
 res.claim("no single measure predicts robustness well: the best measure reaches |tau| >= 0.5 on at most half "
           "of the robustness quantities", {s: c[1] for s, c in coverage.items()}, "<=", 0.5, study_source, fmt=".2f")
 res.save()

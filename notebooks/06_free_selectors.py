@@ -65,6 +65,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 profile = "cpu"
 dataset = None
+data_points = None
 eps = None
 selector_eps = None
 core_model = None
@@ -120,7 +121,7 @@ P.table()
 # net is trained (and certifies) at $\ell_2$ radius {glue:text}`gloro_eps:.3g` = {glue:text}`eps:.3g` $\times \sqrt{d}$.
 
 # %%
-data = rb.load_dataset(P.dataset)
+data = rb.load_dataset(P.dataset, points=P.data_points)
 x, y = subset(data.x_test, data.y_test, P.eval_points, seed=0)
 d = x[0].numel()
 params = dict(eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps, selector_eps=P.selector_eps,
@@ -139,6 +140,7 @@ tables.mean_std(accuracy, ".1%", index="model")
 # %% tags=["remove-cell"]
 res.glue("eps", P.eps)
 res.glue("gloro_eps", P.eps * math.sqrt(d))
+res.glue("input_dim", d)
 res.glue("autoattack", attack["setting"].describe())
 
 # %% [markdown]
@@ -275,7 +277,7 @@ res.glue("first_robust", P.robust_models[0])
 # {prf:ref}`thm-composed-certificate` trades the selector's radius $\rho$ against the certificate: a small
 # $\rho$ selects almost every input (the GloRo net answers nearly everything) and certifies every point
 # the net certifies at $\varepsilon + \rho$; $\rho = \varepsilon$ selects fewer inputs and needs a certificate at
-# $2\varepsilon$. With the $\sqrt{d}$ factor between the two norms, the digits leave little room (first seed;
+# $2\varepsilon$. With the $\sqrt{d}$ factor between the two norms, images of {glue:text}`input_dim` pixels leave little room (first seed;
 # every radius is also attacked end to end, as above):
 
 # %%

@@ -90,7 +90,7 @@ def smoke_runs(book_project):
     try:
         for name in chapters():
             try:
-                runs[name] = run_chapter(name, "smoke", progress=False)
+                runs[name] = run_chapter(name, "smoke", progress=False, into_book=True)
             except Exception as err:  # reported per chapter by the tests
                 runs[name] = err
         yield runs

@@ -100,11 +100,11 @@ def claims_project(tmp_path):
 def test_a_failing_enforced_claim_fails_the_build_and_keeps_the_old_results(claims_project):
     from robustbook.book.runner import ChapterFailed, run_chapter
 
-    run_chapter("99_claims", overrides={"measured": [0.9, 0.8, 0.85]}, progress=False)
+    run_chapter("99_claims", overrides={"measured": [0.9, 0.8, 0.85]}, progress=False, into_book=True)
     results = claims_project / "_build" / "results" / "99_claims.json"
     kept = json.loads(results.read_text())
     with pytest.raises(ChapterFailed) as err:
-        run_chapter("99_claims", overrides={"measured": [0.1, 0.12, 0.11]}, progress=False)
+        run_chapter("99_claims", overrides={"measured": [0.1, 0.12, 0.11]}, progress=False, into_book=True)
     message = str(err.value)
     assert "99_claims" in message and "ClaimFailed" in message
     assert "the measured value is at least one half" in message and "0.110" in message
@@ -117,7 +117,7 @@ def test_a_failing_enforced_claim_fails_the_build_and_keeps_the_old_results(clai
 def test_a_claim_reported_as_not_reproducing_does_not_fail_the_build(claims_project):
     from robustbook.book.runner import run_chapter
 
-    record = run_chapter("99_claims", overrides={"measured": [0.1, 0.12, 0.11], "enforce": False}, progress=False)
+    record = run_chapter("99_claims", overrides={"measured": [0.1, 0.12, 0.11], "enforce": False}, progress=False, into_book=True)
     assert record["seconds"] > 0
     claims = json.loads((claims_project / "_build" / "results" / "99_claims.claims.json").read_text())
     assert claims[0]["shown"] == "does not reproduce here" and claims[0]["reason"] == "a reported finding"
@@ -125,3 +125,46 @@ def test_a_claim_reported_as_not_reproducing_does_not_fail_the_build(claims_proj
 
 def test_results_module_exports():
     assert results_module.RELATIONS == (">", ">=", "<", "<=", "==")
+
+
+def _book_files(root):
+    return {p.relative_to(root): p.read_bytes() for folder in (root / "_build" / "results", root / "book" / "notebooks")
+            if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_of_another_profile_leaves_the_books_results_and_notebooks_byte_for_byte(claims_project):
+    from robustbook.book.runner import book_profile, run_chapter
+
+    run_chapter("99_claims", "cpu", overrides={"measured": [0.9, 0.8, 0.85]}, progress=False, into_book=True)
+    assert book_profile() == "cpu"
+    before = _book_files(claims_project)
+    assert any(p.name == "99_claims.json" for p in before) and any(p.suffix == ".ipynb" for p in before)
+
+    smoke = run_chapter("99_claims", "smoke", progress=False)                  # the reader's quick check
+    custom = run_chapter("99_claims", "cpu", overrides={"measured": [0.7, 0.7, 0.7]}, progress=False)
+    assert _book_files(claims_project) == before                               # nothing of the book changed
+    assert not smoke["into_book"] and not custom["into_book"]
+    side = claims_project / "_build" / "runs"
+    assert json.loads((side / "smoke" / "results" / "99_claims.json").read_text())["mean"] == pytest.approx(0.11)
+    assert json.loads((side / "cpu-custom" / "results" / "99_claims.json").read_text())["mean"] == pytest.approx(0.7)
+    assert (side / "smoke" / "99_claims.ipynb").is_file() and book_profile() == "cpu"
+
+    run_chapter("99_claims", "smoke", progress=False, into_book=True)          # on purpose: the book becomes smoke
+    assert book_profile() == "smoke" and _book_files(claims_project) != before
+
+
+def test_claims_table_says_where_the_verdict_differs_from_the_smoke_profile(claims_project):
+    from robustbook.book.runner import run_chapter
+
+    run_chapter("99_claims", "smoke", progress=False)                          # side run: measured 0.11, fails
+    run_chapter("99_claims", "cpu", overrides={"measured": [0.9, 0.8, 0.85], "enforce": False}, progress=False,
+                into_book=True)
+    values = json.loads((claims_project / "_build" / "results" / "99_claims.json").read_text())
+    compared = values["claims_on_smoke_profile"]["the measured value is at least one half"]
+    assert compared["mean"] == pytest.approx(0.11) and compared["verdict"] == FAILS
+    claims = json.loads((claims_project / "_build" / "results" / "99_claims.claims.json").read_text())
+    assert claims[0]["compared"]["verdict"] == FAILS and claims[0]["verdict"] == HOLDS
+    res = Results("99_claims", "cpu")
+    res.claim("the measured value is at least one half", {0: 0.9, 1: 0.8}, ">=", 0.5, "the test")
+    note = res.claims_table().loc[0, "note"]
+    assert "0.110" in note and "0.850" in note and "smoke profile" in note

@@ -41,7 +41,7 @@ def test_smoke_chapter_on_cuda_agrees_with_cpu(tmp_path, name, monkeypatch):
         monkeypatch.setenv("ROBUSTBOOK_ROOT", str(root))
         monkeypatch.setenv("ROBUSTBOOK_CACHE", str(root / "cache"))
         monkeypatch.setenv("ROBUSTBOOK_DEVICE", dev)
-        run_chapter(name, "smoke", progress=False)
+        run_chapter(name, "smoke", progress=False, into_book=True)
         runs[dev] = json.loads((root / "_build" / "results" / f"{name}.json").read_text())
 
     def leaves(v, key=""):

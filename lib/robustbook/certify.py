@@ -170,6 +170,21 @@ class Certificate:
     def rejection_rate(self) -> float:
         return (~self.certified).double().mean().item()
 
+    def co_certification(self, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """(C, C) matrix: entry (i, j) is the share of test points of class i whose certified set holds j.
+
+        The diagonal is the share of class i certified with its own label inside the set (its VRA); an
+        off-diagonal entry shows which other classes the net had to certify together with class i.
+        """
+        y = check.labels("y", y, len(self.certified), num_classes).to(self.certified_set.device)
+        held = (self.certified[:, None] & self.certified_set).double()
+        out = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+        for c in range(num_classes):
+            rows = held[y == c]
+            if len(rows):
+                out[c] = rows.mean(0).cpu()
+        return out
+
 
 def _membership(groups: Sequence[Sequence[int]] | None, num_classes: int) -> torch.Tensor | None:
     if groups is None:

@@ -3,12 +3,19 @@
 ``load_dataset(name, **options)`` returns a :class:`Data` bundle with fixed
 train / validation / test tensors, pixels in [0, 1] and images shaped (N, C, H, W).
 
-``digits`` and ``blobs`` need no download.  ``mnist``, ``cifar10`` and ``cifar100`` come
-from torchvision; offline, a missing download fails within seconds and the error names
-the folder and the files to put there.
+``digits`` and ``blobs`` need no download.  ``fashion_mnist`` (Zalando's Fashion-MNIST, the
+published book's images) is read from ``ROBUSTBOOK_DATA``, else from the folder of Debian's
+package ``dataset-fashion-mnist``, else downloaded by torchvision.  ``mnist``, ``cifar10`` and
+``cifar100`` come from torchvision; offline, a missing download fails within seconds and the
+error names the folder and the files to put there.
+
+``load_dataset(name, points=[train, val, test])`` keeps fixed random subsets of the splits (0: the
+whole split), the same for every chapter, so that chapters share each other's cached models.
 """
 from __future__ import annotations
 
+import gzip
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +130,11 @@ _TORCHVISION = {
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
         "https://ossci-datasets.s3.amazonaws.com/mnist/", 10),
+    "fashion_mnist": _Download(
+        "FashionMNIST", "FashionMNIST/raw",
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", 10),
     "cifar10": _Download(
         "CIFAR10", "cifar-10-batches-py",
         ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
@@ -134,15 +146,38 @@ _TORCHVISION = {
 }
 
 
+# Debian's package dataset-fashion-mnist installs the four gzipped idx files here
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
 def _missing_message(name: str, root: Path, spec: _Download, reason: str) -> str:
     folder = root / spec.folder
     files = ", ".join(spec.files)
+    debian = (f"On Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` puts them (gzipped) in "
+              f"{DEBIAN_FASHION_MNIST}, where the book finds them.\n" if name == "fashion_mnist" else "")
     return (
-        f"Dataset {name!r} is not available: {reason}.\n"
+        f"Dataset {name!r} is not available: {reason}.\n{debian}"
         f"Put these files into {folder}: {files}\n"
         f"(download {spec.url} on a machine with internet and unpack it into {root}),\n"
         f"or set ROBUSTBOOK_DATA to the folder that already holds them."
     )
+
+
+def _from_debian(name: str, root: Path) -> None:
+    """Gunzip the Debian package's Fashion-MNIST files into ``root``'s torchvision layout (once, atomically)."""
+    if name != "fashion_mnist" or not DEBIAN_FASHION_MNIST.is_dir():
+        return
+    spec = _TORCHVISION[name]
+    folder = root / spec.folder
+    for file in spec.files:
+        source, target = DEBIAN_FASHION_MNIST / f"{file}.gz", folder / file
+        if target.is_file() or not source.is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{file}.partial")
+        with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        partial.replace(target)
 
 
 def _torchvision_split(name: str, root: Path, train: bool, download: bool, timeout: float):
@@ -150,6 +185,7 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool, timeo
 
     spec = _TORCHVISION[name]
     cls = getattr(torchvision.datasets, spec.cls_name)
+    _from_debian(name, root)
     try:
         return cls(str(root), train=train, download=False)
     except RuntimeError as missing:
@@ -192,6 +228,7 @@ def _load_torchvision(
 DATASETS: dict[str, Callable[..., Data]] = {
     "blobs": load_blobs,
     "digits": load_digits,
+    "fashion_mnist": lambda **kw: _load_torchvision("fashion_mnist", **kw),
     "mnist": lambda **kw: _load_torchvision("mnist", **kw),
     "cifar10": lambda **kw: _load_torchvision("cifar10", **kw),
     "cifar100": lambda **kw: _load_torchvision("cifar100", **kw),
@@ -200,15 +237,48 @@ DATASETS: dict[str, Callable[..., Data]] = {
 
 # What each named image dataset looks like, known before loading it (for checking parameters).
 DATASET_INFO: dict[str, tuple[int, tuple[int, ...]]] = {
-    "digits": (10, (1, 8, 8)), "mnist": (10, (1, 28, 28)), "cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
+    "digits": (10, (1, 8, 8)), "fashion_mnist": (10, (1, 28, 28)), "mnist": (10, (1, 28, 28)),
+    "cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
+}
+# Points in each split (train, validation, test), known before loading (for checking parameters).
+SPLIT_SIZES: dict[str, tuple[int, int, int]] = {
+    "digits": (1077, 180, 540), "fashion_mnist": (55000, 5000, 10000), "mnist": (55000, 5000, 10000),
+    "cifar10": (45000, 5000, 10000), "cifar100": (45000, 5000, 10000),
 }
 
+# Fashion-MNIST's classes, and the groups of classes a person would call "the same kind of thing":
+# the affinity groups of chapter 3 (as CIFAR-100's superclasses are in Leino & Fredrikson's paper).
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+FASHION_MNIST_GROUPS = {"tops": [0, 2, 3, 4, 6], "footwear": [5, 7, 9], "trousers": [1], "bags": [8]}
 
-def load_dataset(name: str, **options) -> Data:
-    """Load a dataset by name; see :data:`DATASETS` for the choices."""
+
+def load_dataset(name: str, points: Sequence[int] | None = None, **options) -> Data:
+    """Load a dataset by name; see :data:`DATASETS` for the choices.
+
+    ``points = [train, val, test]`` keeps a fixed random subset of each split (seed 0, the same in every
+    chapter and process; 0 keeps the whole split). Asking for more points than a split has is an error.
+    """
     from .validate import choice
 
-    return DATASETS[choice("dataset", name, DATASETS)](**options)
+    data = DATASETS[choice("dataset", name, DATASETS)](**options)
+    return data if points is None else shrink(data, points)
+
+
+def shrink(data: Data, points: Sequence[int]) -> Data:
+    """``data`` with fixed random subsets of ``points = [train, val, test]`` points (0: the whole split)."""
+    from .validate import InvalidArgument
+
+    if len(points) != 3 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0 for n in points):
+        raise InvalidArgument(f"points must be [train, val, test] counts >= 0 (0: the whole split); got {points!r}")
+    splits = {}
+    for split, n in zip(("train", "val", "test"), points):
+        x, y = data.split(split)
+        if n > len(y):
+            raise InvalidArgument(f"points: {n} {split} points asked, but {data.name}'s {split} split has {len(y)}")
+        splits[split] = subset(x, y, int(n) or None, seed=0)
+    (xtr, ytr), (xva, yva), (xte, yte) = splits["train"], splits["val"], splits["test"]
+    return Data(data.name, xtr, ytr, xva, yva, xte, yte, data.num_classes, data.class_names)
 
 
 def subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int = 0):
@@ -221,3 +291,12 @@ def subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int = 0):
         return x, y
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
     return x[idx], y[idx]
+
+
+LABELS = {"blobs": "the 2-D blobs", "digits": "the 8x8 digits", "fashion_mnist": "Fashion-MNIST", "mnist": "MNIST",
+          "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def label(name: str) -> str:
+    """How the book names a dataset in a sentence (``"Fashion-MNIST"``, ``"the 8x8 digits"``)."""
+    return LABELS.get(name, name)

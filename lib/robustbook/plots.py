@@ -203,3 +203,14 @@ def corruption_grid(image, corrupt_fn, names, severities):
     for col in range(len(severities) + 1):
         axes[0, col].set_title("clean" if col == 0 else f"severity {severities[col - 1]}", fontsize=9)
     return fig
+
+
+def co_certification(matrix, class_names: Sequence[str], title: str = "", ax=None):
+    """Heat map of :meth:`robustbook.certify.Certificate.co_certification`: rows are true classes,
+    columns the classes their certified sets hold."""
+    ax = ax or plt.gca()
+    sns.heatmap(np.asarray(matrix), vmin=0, vmax=1, cmap="Blues", annot=True, fmt=".0%", annot_kws={"size": 7},
+                xticklabels=class_names, yticklabels=class_names, cbar=False, ax=ax)
+    ax.set(xlabel="class in the certified set", ylabel="true class", title=title)
+    ax.tick_params(axis="x", labelrotation=60)
+    return ax

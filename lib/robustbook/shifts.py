@@ -1,8 +1,8 @@
 """Shifted test sets: common corruptions at five severities, attacked sets, natural shift (CIFAR-10.1).
 
-Corruptions for small grayscale images (the 8x8 digits) are implemented here in torch, with the
-severity constants of CIFAR-10-C (Hendrycks & Dietterich, 2019) where they transfer and scaled to
-8x8 where they do not (blur, elastic, pixelate).  For RGB images of at least 32x32 (the paper
+Corruptions for small grayscale images (the 8x8 digits, 28x28 Fashion-MNIST) are implemented here in
+torch, with the severity constants of CIFAR-10-C (Hendrycks & Dietterich, 2019) where they transfer and
+scaled to small images where they do not (elastic, pixelate).  For RGB images of at least 32x32 (the paper
 profile), :func:`corrupt_rgb` calls the ``imagecorruptions`` package (ImageNet-C's severities,
 harsher than CIFAR-10-C's at 32x32).  Every corruption is seeded: the same call gives the same images.
 """

@@ -9,13 +9,15 @@ from __future__ import annotations
 from .. import validate as check
 from ..abstain import SELECTORS
 from ..attacks import AUTOATTACK_SETTINGS
-from ..data import DATASET_INFO
+from ..data import DATASET_INFO, SPLIT_SIZES
 from ..zoo import RECIPES
 from .specs import Chapter, Param, ParameterError, register
 
 IMAGE_DATASETS = tuple(DATASET_INFO)
 SEEDS = Param(list, "training seeds: every headline number is measured once per seed", item=int, low=0,
               high=2**31 - 1, unique=True)
+POINTS = Param(list, "[train, validation, test] points of the fixed subsets of the data (0: the whole split); "
+                      "chapters that share models use the same subsets", item=int, low=0, high=10**7)
 AUTOATTACK = Param(str, "AutoAttack setting for the headline robust accuracies (robustbook.attacks.AUTOATTACK_SETTINGS)",
                    choices=tuple(AUTOATTACK_SETTINGS))
 
@@ -56,6 +58,30 @@ def _check_memory(dataset: str, arch: str, key: str, **options) -> None:
                              f"but this machine has {have / 2**30:.1f} GiB available; choose a smaller {key}")
 
 
+# parameters that count points of one split (checked against the subset the chapter will load)
+_SPLIT_OF = {"eval_points": 2, "margin_points": 2, "attack_points": 2, "pseudo_train_points": 0,
+             "pseudo_val_points": 1, "sharpness_points": 0}
+
+
+def _check_points(p: dict) -> None:
+    """``data_points`` must be [train, val, test] within the dataset's splits, and every count of points
+    a chapter draws from a split must fit in that split's subset (known before loading anything)."""
+    sizes = SPLIT_SIZES[p["dataset"]]
+    if len(p["data_points"]) != 3:
+        raise ParameterError(f"data_points = {p['data_points']} must be three counts: [train, validation, test]")
+    have = []
+    for split, n, size in zip(("train", "validation", "test"), p["data_points"], sizes):
+        if n > size:
+            raise ParameterError(f"data_points: {n} {split} points asked, but {p['dataset']}'s {split} split "
+                                 f"has {size}")
+        have.append(n or size)
+    for key, split in _SPLIT_OF.items():
+        if key in p and p[key] > have[split]:
+            name = ("training", "validation", "test")[split]
+            raise ParameterError(f"{key} = {p[key]} exceeds the {have[split]} {name} points of the data "
+                                 f"(data_points = {p['data_points']} on {p['dataset']})")
+
+
 def _eps_range(p: dict, key: str = "eps") -> None:
     if p[key] > 1.0 and p.get("norm", "Linf") == "Linf":
         raise ParameterError(f"{key} = {p[key]} exceeds 1, the largest Linf distance in the data box [0, 1]")
@@ -63,6 +89,7 @@ def _eps_range(p: dict, key: str = "eps") -> None:
 
 # =========================================================================== chapter 1
 def _check_ch1(p: dict) -> None:
+    _check_points(p)
     if p["eps"] > max(p["eps_grid"]):
         raise ParameterError(f"eps = {p['eps']} lies beyond eps_grid (max {max(p['eps_grid'])}); extend the grid")
     _check_memory(p["dataset"], "cnn", "width", width=p["width"])
@@ -75,6 +102,7 @@ register(Chapter(
     title="Local robustness and the input margin",
     params={
         "dataset": Param(str, "training and test data", choices=IMAGE_DATASETS),
+        "data_points": POINTS,
         "width": Param(int, "first-layer channels of the CNNs", low=1, high=4096),
         "epochs": Param(int, "training epochs of each model", low=1, high=1000),
         "eps": Param(float, "Linf radius for adversarial training and the headline robust accuracy", low=1e-4, high=1.0),
@@ -89,15 +117,16 @@ register(Chapter(
         "seeds": SEEDS,
     },
     profiles={
-        "smoke": dict(dataset="digits", width=8, epochs=2, eps=0.1, eps_grid=[0.0, 0.1], train_steps=2, curve_steps=3,
+        "smoke": dict(dataset="digits", data_points=[0, 0, 0], width=8, epochs=2, eps=0.1, eps_grid=[0.0, 0.1], train_steps=2, curve_steps=3,
                       autoattack="smoke", eval_points=540, margin_points=16, linear_epochs=20, seeds=[0, 1]),
-        "cpu": dict(dataset="digits", width=32, epochs=20, eps=0.1, eps_grid=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3],
-                    train_steps=5, curve_steps=20, autoattack="cpu", eval_points=540, margin_points=200, linear_epochs=500,
+        "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000], width=16, epochs=4,
+                    eps=0.1, eps_grid=[0.0, 0.025, 0.05, 0.1, 0.15, 0.2], train_steps=3, curve_steps=20,
+                    autoattack="cpu", eval_points=400, margin_points=150, linear_epochs=300,
                     seeds=[0, 1, 2]),
-        "colab": dict(dataset="mnist", width=32, epochs=5, eps=0.3, eps_grid=[0.0, 0.1, 0.2, 0.3, 0.4], train_steps=10,
+        "colab": dict(dataset="mnist", data_points=[0, 0, 0], width=32, epochs=5, eps=0.3, eps_grid=[0.0, 0.1, 0.2, 0.3, 0.4], train_steps=10,
                       curve_steps=20, autoattack="standard", eval_points=1000, margin_points=500, linear_epochs=100,
                       seeds=[0, 1, 2]),
-        "paper": dict(dataset="cifar10", width=64, epochs=60, eps=8 / 255,
+        "paper": dict(dataset="cifar10", data_points=[0, 0, 0], width=64, epochs=60, eps=8 / 255,
                       eps_grid=[0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255], train_steps=10, curve_steps=50,
                       autoattack="standard", eval_points=10000, margin_points=1000, linear_epochs=500, seeds=[0, 1, 2]),
     },
@@ -110,6 +139,7 @@ CH2_MODELS = ("standard", "pgd_half_eps", "pgd", "trades", "mma", "spectral_norm
 
 
 def _check_ch2(p: dict) -> None:
+    _check_points(p)
     _check_models(p["models"], CH2_MODELS, p["dataset"], "models", p["norm"])
     for key in ("repair_models",):
         missing = [m for m in p[key] if m not in p["models"]]
@@ -131,6 +161,7 @@ register(Chapter(
     title="Margin consistency: detecting brittle decisions for free",
     params={
         "dataset": Param(str, "data of the models", choices=IMAGE_DATASETS),
+        "data_points": POINTS,
         "models": Param(list, "zoo recipes (or RobustBench names on CIFAR)", item=str, unique=True),
         "repair_models": Param(list, "models whose logit margin the pseudo-margin tries to repair", item=str, unique=True),
         "reference_model": Param(str, "the model for the theorem, the per-class tau and the cost (one of models)"),
@@ -152,21 +183,22 @@ register(Chapter(
         "seeds": SEEDS,
     },
     profiles={
-        "smoke": dict(dataset="digits", models=["standard", "pgd", "mma", "rescaled"], repair_models=["rescaled"],
+        "smoke": dict(dataset="digits", data_points=[0, 0, 0], models=["standard", "pgd", "mma", "rescaled"], repair_models=["rescaled"],
                       reference_model="pgd", norm="Linf", eps=0.1, width=8, epochs=2, train_steps=2, margin_points=40,
                       fab_targets=1, fab_iterations=20, autoattack="smoke", pseudo_train_points=60, pseudo_val_points=40,
                       pseudo_epochs=20, pseudo_lr=1e-3, subset_points=15, bootstrap=10, seeds=[0, 1]),
-        "cpu": dict(dataset="digits", models=["standard", "pgd", "trades", "mma", "spectral_norm", "rescaled"],
-                    repair_models=["rescaled"], reference_model="pgd", norm="Linf", eps=0.1, width=32, epochs=20,
-                    train_steps=5, margin_points=200, fab_targets=3, fab_iterations=50, autoattack="cpu",
+        "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000],
+                    models=["standard", "pgd", "trades", "mma", "rescaled"],
+                    repair_models=["rescaled"], reference_model="pgd", norm="Linf", eps=0.1, width=16, epochs=4,
+                    train_steps=3, margin_points=200, fab_targets=2, fab_iterations=50, autoattack="cpu",
                     pseudo_train_points=300, pseudo_val_points=100, pseudo_epochs=500, pseudo_lr=1e-4, subset_points=80,
                     bootstrap=200, seeds=[0, 1, 2]),
-        "colab": dict(dataset="cifar10", models=["Ding2020MMA", "Addepalli2021Towards_RN18"],
+        "colab": dict(dataset="cifar10", data_points=[0, 0, 0], models=["Ding2020MMA", "Addepalli2021Towards_RN18"],
                       repair_models=["Ding2020MMA"], reference_model="Addepalli2021Towards_RN18", norm="Linf",
                       eps=8 / 255, width=32, epochs=20, train_steps=5, margin_points=200, fab_targets=3, fab_iterations=50,
                       autoattack="cpu", pseudo_train_points=300, pseudo_val_points=100, pseudo_epochs=500,
                       pseudo_lr=1e-4, subset_points=80, bootstrap=200, seeds=[0]),
-        "paper": dict(dataset="cifar10", models=["Ding2020MMA", "Addepalli2021Towards_RN18", "Engstrom2019Robustness",
+        "paper": dict(dataset="cifar10", data_points=[0, 0, 0], models=["Ding2020MMA", "Addepalli2021Towards_RN18", "Engstrom2019Robustness",
                                                  "Rice2020Overfitting", "Sehwag2021Proxy_R18"],
                       repair_models=["Ding2020MMA"], reference_model="Addepalli2021Towards_RN18", norm="Linf",
                       eps=8 / 255, width=32, epochs=20, train_steps=5, margin_points=1000, fab_targets=9,
@@ -180,6 +212,7 @@ register(Chapter(
 
 # =========================================================================== chapter 3
 def _check_ch3(p: dict) -> None:
+    _check_points(p)
     classes = DATASET_INFO[p["dataset"]][0]
     for k in p["rtk_k"]:
         if not 2 <= k < classes:
@@ -187,6 +220,9 @@ def _check_ch3(p: dict) -> None:
                                  f"classes of {p['dataset']}); K = 1 is local robustness, K = {classes} certifies everything")
     if p["groups"] == "cifar100_superclasses" and p["dataset"] != "cifar100":
         raise ParameterError(f"groups 'cifar100_superclasses' are CIFAR-100 classes, not {p['dataset']}'s")
+    if p["groups"] == "fashion_mnist" and p["dataset"] != "fashion_mnist":
+        raise ParameterError(f"groups 'fashion_mnist' are Fashion-MNIST's classes, not {p['dataset']}'s; "
+                             "use 'derived'")
     if p["groups"] == "cifar100_superclasses" and 5 not in p["rtk_k"]:
         raise ParameterError("rtk_k must include 5, the size of a CIFAR-100 superclass, to compare affinity with RTK")
     if p["gloro_arch"] == "mlp":
@@ -200,6 +236,7 @@ register(Chapter(
         "toy_eps": Param(float, "L2 radius on the 2-D toy data", low=1e-4, high=1.0),
         "toy_epochs": Param(int, "training epochs of the toy GloRo nets", low=1, high=10000),
         "dataset": Param(str, "image data", choices=IMAGE_DATASETS),
+        "data_points": POINTS,
         "gloro_arch": Param(str, "GloRo architecture (MinMax activations)", choices=("mlp", "cnn", "2C2F", "4C3F", "6C2F")),
         "gloro_width": Param(int, "hidden units (mlp) or first-layer channels (cnn); the xCyF nets ignore it",
                              low=2, high=4096),
@@ -208,24 +245,26 @@ register(Chapter(
         "trades_lambda": Param(float, "weight of the GloRo TRADES term (0: cross-entropy on the augmented logits)",
                                low=0.0, high=100.0),
         "rtk_k": Param(list, "K values of the relaxed top-K nets", item=int, low=1, high=999, unique=True),
-        "groups": Param(str, "affinity groups: 'derived' from the largest-K RTK net's certificates on train+val, "
-                             "or the CIFAR-100 superclasses", choices=("derived", "cifar100_superclasses")),
+        "groups": Param(str, "affinity groups: Fashion-MNIST's natural groups (tops, footwear, trousers, bags), "
+                             "'derived' from the largest-K RTK net's certificates on train+val, or the CIFAR-100 "
+                             "superclasses", choices=("fashion_mnist", "derived", "cifar100_superclasses")),
         "group_count": Param(int, "how many derived groups", low=1, high=100),
         "attack_steps": Param(int, "PGD steps of the soundness check on certified points", low=1, high=10000),
         "attack_restarts": Param(int, "PGD restarts of the soundness check", low=1, high=100),
         "seeds": SEEDS,
     },
     profiles={
-        "smoke": dict(toy_eps=0.06, toy_epochs=3, dataset="digits", gloro_arch="mlp", gloro_width=32, gloro_eps=0.5,
+        "smoke": dict(toy_eps=0.06, toy_epochs=3, dataset="digits", data_points=[0, 0, 0], gloro_arch="mlp", gloro_width=32, gloro_eps=0.5,
                       gloro_epochs=3, trades_lambda=2.0, rtk_k=[2, 3], groups="derived", group_count=3,
                       attack_steps=5, attack_restarts=1, seeds=[0, 1]),
-        "cpu": dict(toy_eps=0.06, toy_epochs=60, dataset="digits", gloro_arch="mlp", gloro_width=128, gloro_eps=0.5,
-                    gloro_epochs=60, trades_lambda=2.0, rtk_k=[2, 3], groups="derived", group_count=4,
-                    attack_steps=50, attack_restarts=3, seeds=[0, 1, 2, 3, 4]),
-        "colab": dict(toy_eps=0.06, toy_epochs=60, dataset="mnist", gloro_arch="2C2F", gloro_width=32, gloro_eps=1.58,
+        "cpu": dict(toy_eps=0.06, toy_epochs=60, dataset="fashion_mnist", data_points=[8000, 500, 1000], gloro_arch="2C2F",
+                    gloro_width=32, gloro_eps=0.3, gloro_epochs=10, trades_lambda=2.0, rtk_k=[2, 3],
+                    groups="fashion_mnist", group_count=4,
+                    attack_steps=50, attack_restarts=3, seeds=[0, 1, 2]),
+        "colab": dict(toy_eps=0.06, toy_epochs=60, dataset="mnist", data_points=[0, 0, 0], gloro_arch="2C2F", gloro_width=32, gloro_eps=1.58,
                       gloro_epochs=100, trades_lambda=2.0, rtk_k=[2, 3], groups="derived", group_count=4,
                       attack_steps=50, attack_restarts=3, seeds=[0, 1, 2]),
-        "paper": dict(toy_eps=0.06, toy_epochs=60, dataset="cifar100", gloro_arch="4C3F", gloro_width=32,
+        "paper": dict(toy_eps=0.06, toy_epochs=60, dataset="cifar100", data_points=[0, 0, 0], gloro_arch="4C3F", gloro_width=32,
                       gloro_eps=36 / 255, gloro_epochs=800, trades_lambda=2.0, rtk_k=[5], groups="cifar100_superclasses",
                       group_count=20, attack_steps=100, attack_restarts=5, seeds=[0]),
     },
@@ -236,6 +275,7 @@ register(Chapter(
 
 # =========================================================================== chapter 4
 def _check_composition(p: dict) -> None:
+    _check_points(p)
     """Chapters 4 and 6: a core model, a robust model and a selector checking a ball at least as large as eps."""
     if p["selector_eps"] < p["eps"]:
         raise ParameterError("selector_eps must be >= eps (the paper checks the selector at 2 x eps)")
@@ -254,6 +294,7 @@ register(Chapter(
         "synthetic_beta": Param(float, "ERA beta on the synthetic example (paper: 0.2)", low=0.0, high=100.0),
         "synthetic_eval_steps": Param(int, "PGD steps of the synthetic evaluation (paper: 100)", low=1, high=10000),
         "dataset": Param(str, "image data", choices=IMAGE_DATASETS),
+        "data_points": POINTS,
         "core_model": Param(str, "the accurate model: 'standard' or a RobustBench name"),
         "robust_model": Param(str, "the robust model ERA fine-tunes: 'trades', 'pgd' or a RobustBench name"),
         "width": Param(int, "first-layer channels of the digits CNNs", low=1, high=1024),
@@ -275,20 +316,21 @@ register(Chapter(
     },
     profiles={
         "smoke": dict(synthetic_epochs=2, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=5,
-                      dataset="digits", core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2,
+                      dataset="digits", data_points=[0, 0, 0], core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2,
                       eps=0.1, selector_eps=0.15, era_epochs=1, era_lr=1e-3, era_beta=1.0, betas=[0.5, 1.0],
                       selector_steps=5, selector_restarts=1, autoattack="smoke", eval_points=540, e2e_steps=5, seeds=[0, 1]),
         "cpu": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
-                    dataset="digits", core_model="standard", robust_model="trades", width=32, epochs=20, train_steps=5,
-                    eps=0.1, selector_eps=0.15, era_epochs=10, era_lr=1e-3, era_beta=1.0, betas=[0.1, 0.5, 1.0, 5.0],
-                    selector_steps=20, selector_restarts=2, autoattack="cpu", eval_points=540, e2e_steps=20, seeds=[0, 1, 2]),
+                    dataset="fashion_mnist", data_points=[8000, 500, 1000], core_model="standard", robust_model="trades",
+                    width=16, epochs=4, train_steps=3, eps=0.1, selector_eps=0.15, era_epochs=3, era_lr=1e-3,
+                    era_beta=1.0, betas=[0.1, 1.0, 5.0], selector_steps=20, selector_restarts=2,
+                    autoattack="cpu", eval_points=400, e2e_steps=20, seeds=[0, 1, 2]),
         "colab": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
-                      dataset="mnist", core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=10,
+                      dataset="mnist", data_points=[0, 0, 0], core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=10,
                       eps=0.1, selector_eps=0.15, era_epochs=2, era_lr=1e-3, era_beta=1.0, betas=[0.5, 1.0, 5.0],
                       selector_steps=20, selector_restarts=1, autoattack="standard", eval_points=800, e2e_steps=20,
                       seeds=[0, 1, 2]),
         "paper": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
-                      dataset="cifar10", core_model="Standard", robust_model="Gowal2020Uncovering_28_10_extra",
+                      dataset="cifar10", data_points=[0, 0, 0], core_model="Standard", robust_model="Gowal2020Uncovering_28_10_extra",
                       width=32, epochs=30, train_steps=10, eps=1 / 255, selector_eps=2 / 255, era_epochs=50,
                       era_lr=1e-3, era_beta=1.0, betas=[0.1, 0.5, 1.0, 5.0], selector_steps=40, selector_restarts=1,
                       autoattack="standard", eval_points=10000, e2e_steps=40, seeds=[0]),
@@ -300,6 +342,7 @@ register(Chapter(
 
 # =========================================================================== chapter 5
 def _check_ch5(p: dict) -> None:
+    _check_points(p)
     for width in p["widths"]:
         for depth in p["depths"]:
             _check_memory(p["dataset"], "cnn", "widths", width=width, depth=depth)
@@ -316,6 +359,7 @@ register(Chapter(
     title="Do cheap metrics predict robustness? A benchmark over a model zoo",
     params={
         "dataset": Param(str, "data of the zoo", choices=IMAGE_DATASETS),
+        "data_points": POINTS,
         "optimizers": Param(list, "optimizer axis of the grid", item=str, choices=("sgd", "adam"), unique=True),
         "lr_levels": Param(list, "learning-rate axis: levels 0, 1, 2 (low, mid, high for each optimizer)", item=int,
                            low=0, high=2, unique=True),
@@ -333,16 +377,16 @@ register(Chapter(
         "seeds": SEEDS,
     },
     profiles={
-        "smoke": dict(dataset="digits", optimizers=["sgd", "adam"], lr_levels=[1], depths=[1, 2], widths=[4],
+        "smoke": dict(dataset="digits", data_points=[0, 0, 0], optimizers=["sgd", "adam"], lr_levels=[1], depths=[1, 2], widths=[4],
                       dropouts=[0.0], epochs=2, attack_eps=0.1, attack_eps_l2=0.5, attack_points=30, cw_steps=5,
                       cw_search_steps=1, sharpness_points=60, bootstrap=10, seeds=[0, 1]),
-        "cpu": dict(dataset="digits", optimizers=["sgd", "adam"], lr_levels=[0, 1, 2], depths=[1, 2], widths=[8, 16],
-                    dropouts=[0.0, 0.25], epochs=15, attack_eps=0.1, attack_eps_l2=0.5, attack_points=100, cw_steps=30,
+        "cpu": dict(dataset="fashion_mnist", data_points=[3000, 500, 1000], optimizers=["sgd", "adam"],
+                    lr_levels=[0, 2], depths=[1, 2], widths=[8, 16], dropouts=[0.0, 0.25], epochs=4, attack_eps=0.1, attack_eps_l2=0.5, attack_points=100, cw_steps=30,
                     cw_search_steps=3, sharpness_points=300, bootstrap=200, seeds=[0, 1, 2]),
-        "colab": dict(dataset="cifar10", optimizers=["sgd", "adam"], lr_levels=[0, 2], depths=[2, 3], widths=[16, 32],
+        "colab": dict(dataset="cifar10", data_points=[0, 0, 0], optimizers=["sgd", "adam"], lr_levels=[0, 2], depths=[2, 3], widths=[16, 32],
                       dropouts=[0.0, 0.25], epochs=5, attack_eps=8 / 255, attack_eps_l2=0.5, attack_points=200,
                       cw_steps=30, cw_search_steps=3, sharpness_points=1000, bootstrap=200, seeds=[0]),
-        "paper": dict(dataset="cifar10", optimizers=["sgd", "adam"], lr_levels=[0, 1, 2], depths=[2, 3, 4],
+        "paper": dict(dataset="cifar10", data_points=[0, 0, 0], optimizers=["sgd", "adam"], lr_levels=[0, 1, 2], depths=[2, 3, 4],
                       widths=[32, 64], dropouts=[0.0, 0.25], epochs=30, attack_eps=8 / 255, attack_eps_l2=0.5,
                       attack_points=1000, cw_steps=100, cw_search_steps=9, sharpness_points=5000, bootstrap=200,
                       seeds=[0]),
@@ -363,8 +407,8 @@ def _check_ch6(p: dict) -> None:
     bad = [s for s in p["selectors"] if s not in SELECTORS]
     if bad:
         raise ParameterError(f"selectors: unknown {bad}; valid choices: {', '.join(SELECTORS)}")
-    if p["dataset"] not in ("digits", "mnist", "cifar10"):
-        raise ParameterError(f"dataset {p['dataset']!r}: chapter 6 runs on digits, mnist or cifar10")
+    if p["dataset"] not in ("digits", "fashion_mnist", "mnist", "cifar10"):
+        raise ParameterError(f"dataset {p['dataset']!r}: chapter 6 runs on digits, fashion_mnist, mnist or cifar10")
     _check_composition(p)
 
 
@@ -373,6 +417,7 @@ register(Chapter(
     title="The works meet: free selectors for the compositional model, attacked end to end",
     params={
         "dataset": Param(str, "image data", choices=IMAGE_DATASETS),
+        "data_points": POINTS,
         "eps": Param(float, "Linf radius of the threat model (as in chapter 4)", low=1e-4, high=1.0),
         "selector_eps": Param(float, "Linf radius of the empirical selector (as in chapter 4)", low=1e-4, high=1.0),
         "core_model": Param(str, "the accurate model: 'standard' or a RobustBench name"),
@@ -405,22 +450,23 @@ register(Chapter(
         "seeds": SEEDS,
     },
     profiles={
-        "smoke": dict(dataset="digits", eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2, era_epochs=1,
+        "smoke": dict(dataset="digits", data_points=[0, 0, 0], eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2, era_epochs=1,
                       era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=16, gloro_epochs=2, robust_models=["era", "gloro_local"],
                       selectors=list(SELECTORS), selector_steps=3, selector_restarts=1, e2e_steps=3, e2e_restarts=1,
                       autoattack="smoke", eval_points=540, margin_points=30, synthetic_epochs=2, toy_epochs=3, pseudo_train_points=40,
                       pseudo_epochs=10, seeds=[0, 1]),
-        "cpu": dict(dataset="digits", eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=32, epochs=20, train_steps=5, era_epochs=10,
+        "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000], eps=0.1, selector_eps=0.15, core_model="standard",
+                    robust_model="trades", width=16, epochs=4, train_steps=3, era_epochs=3,
                     era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=128, gloro_epochs=60, robust_models=["era", "gloro_local"],
                     selectors=list(SELECTORS), selector_steps=20, selector_restarts=2, e2e_steps=20, e2e_restarts=1,
-                    autoattack="cpu", eval_points=540, margin_points=200, synthetic_epochs=20, toy_epochs=60, pseudo_train_points=200,
+                    autoattack="cpu", eval_points=400, margin_points=150, synthetic_epochs=20, toy_epochs=60, pseudo_train_points=200,
                     pseudo_epochs=500, seeds=[0, 1, 2]),
-        "colab": dict(dataset="mnist", eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=5, era_epochs=2,
+        "colab": dict(dataset="mnist", data_points=[0, 0, 0], eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=5, era_epochs=2,
                       era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=256, gloro_epochs=20, robust_models=["era", "gloro_local"],
                       selectors=list(SELECTORS), selector_steps=20, selector_restarts=1, e2e_steps=20, e2e_restarts=1,
                       autoattack="standard", eval_points=1000, margin_points=300, synthetic_epochs=20, toy_epochs=60,
                       pseudo_train_points=600, pseudo_epochs=500, seeds=[0, 1, 2]),
-        "paper": dict(dataset="cifar10", eps=1 / 255, selector_eps=2 / 255, core_model="Standard",
+        "paper": dict(dataset="cifar10", data_points=[0, 0, 0], eps=1 / 255, selector_eps=2 / 255, core_model="Standard",
                       robust_model="Gowal2020Uncovering_28_10_extra", width=32, epochs=30, train_steps=10,
                       era_epochs=50, era_lr=1e-3, era_beta=1.0, gloro_arch="6C2F", gloro_width=512, gloro_epochs=200,
                       robust_models=["era", "gloro_local"], selectors=list(SELECTORS), selector_steps=40,

@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="override a parameter, e.g. -p eps 0.2 (repeatable)")
     run.add_argument("--output", help="where to write the executed notebook")
+    run.add_argument("--into-book", action="store_true",
+                     help="replace the book's executed chapter and results even when the profile differs from the "
+                          "book's or parameters are overridden (otherwise such a run goes to _build/runs/)")
     build = sub.add_parser("build", help="execute every chapter and render the book")
     build.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default cpu)")
     build.add_argument("--chapter", action="append", help="only these chapters (repeatable)")
@@ -31,13 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from . import render as rendering
-    from .runner import executed_path, run_chapter
+    from .runner import book_profile, run_chapter
 
     try:
         if args.command == "run":
             overrides = {name: parse_value(value) for name, value in args.param}
-            record = run_chapter(args.chapter, args.profile, overrides, args.output)
-            print(f"{args.chapter}: executed in {record['seconds']} s -> {args.output or executed_path(args.chapter)}")
+            record = run_chapter(args.chapter, args.profile, overrides, args.output,
+                                 into_book=True if args.into_book else None)
+            print(f"{args.chapter}: executed in {record['seconds']} s -> {record['notebook']} "
+                  f"(results: {record['results']})")
+            if not record["into_book"]:
+                print(f"the book's results ({book_profile()} profile) were left as they are; "
+                      "--into-book replaces them")
         elif args.command == "build":
             print(f"book: {rendering.build(args.profile, args.chapter, edition=args.edition)}")
         elif args.command == "render":

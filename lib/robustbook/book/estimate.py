@@ -19,12 +19,10 @@ from functools import lru_cache
 
 import torch
 
-from ..data import DATASET_INFO
+from ..data import DATASET_INFO, SPLIT_SIZES
 
 T4_FLOPS = 8.1e12            # NVIDIA T4, FP32 peak (datasheet)
 UTILISATION = 0.35
-TRAIN_SIZE = {"digits": 1077, "mnist": 55000, "cifar10": 45000, "cifar100": 45000}
-TEST_SIZE = {"digits": 540, "mnist": 10000, "cifar10": 10000, "cifar100": 10000}
 AA_PASSES = {  # forward-pass equivalents per attacked point (upper bound: every stage runs on every point)
     "standard": 100 * 3 + 9 * 100 * 3 + 9 * 100 * 5 + 5000,
     "cpu": 100 * 3 + 3 * 100 * 3,
@@ -84,7 +82,8 @@ def _pgd(model, points, steps, restarts=1, seeds=1, what="PGD"):
 def work(chapter: str, p: dict) -> list[Work]:
     """The counted work of a chapter under parameters ``p`` (a resolved profile)."""
     d = p["dataset"]
-    n, test, seeds = TRAIN_SIZE[d], TEST_SIZE[d], len(p["seeds"])
+    sizes = [k or size for k, size in zip(p.get("data_points", [0, 0, 0]), SPLIT_SIZES[d])]
+    n, test, seeds = sizes[0], sizes[2], len(p["seeds"])
     cnn = f"cnn:{p.get('width', 32)}"
     points = min(p.get("eval_points", test), test)
     if chapter == "01_local_robustness":

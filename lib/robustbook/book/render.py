@@ -161,15 +161,25 @@ def _student_source(root: Path) -> Path:
 
 
 def build(profile: str = "cpu", names: list[str] | None = None, strict: bool = True,
-          edition: str = "instructor") -> Path:
-    """Execute the chapters (all by default) with ``profile``, then render the book."""
+          edition: str = "instructor", compare: bool = True) -> Path:
+    """Execute the chapters (all by default) with ``profile``, then render the book.
+
+    With ``compare`` each chapter first runs in the smoke profile (the 8x8 digits, seconds) as a side run, so
+    that the book's claims tables say where a verdict differs from the digits.
+    """
     from .status import write_status_page
+
+    from .results import COMPARED_PROFILE
 
     names = names or list(chapters())
     for name in names:
         resolve(name, profile)                  # validate every chapter before running any
+    if profile != COMPARED_PROFILE and compare:  # the digits side runs whose verdicts each chapter's claims show
+        for name in names:
+            record = run_chapter(name, COMPARED_PROFILE, into_book=False, progress=False)
+            print(f"{name}: {record['seconds']} s ({COMPARED_PROFILE}, side run for the comparison)", flush=True)
     for name in names:
-        record = run_chapter(name, profile)
+        record = run_chapter(name, profile, into_book=True)
         print(f"{name}: {record['seconds']} s ({profile})", flush=True)
     write_status_page()
     return render(strict, edition)

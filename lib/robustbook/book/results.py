@@ -19,15 +19,29 @@ scale: it is shown with its verdict ("does not reproduce here" and the reason gi
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..runtime import results_dir, save_json, timings
+from ..data import LABELS
+from ..runtime import build_dir, results_dir, save_json, timings
 from ..stats import OverSeeds
+
+# The profile whose claims every other profile's claims are compared with: the smoke profile runs the same
+# chapters on scikit-learn's 8x8 digits (tiny models, a few epochs), so a verdict that changes between the
+# two shows what the data change did. ``robustbook build`` runs it first, as a side run.
+COMPARED_PROFILE = "smoke"
+_DATASET_NAMES = re.compile("|".join(re.escape(label) for label in sorted(LABELS.values(), key=len, reverse=True)))
+
+
+def claim_key(text: str) -> str:
+    """A claim's text with dataset names replaced, so that the same claim matches across datasets."""
+    return _DATASET_NAMES.sub("<data>", text)
 
 RELATIONS = (">", ">=", "<", "<=", "==")
 HOLDS, FAILS, NOISE = "holds", "does not hold", "within noise"
@@ -91,6 +105,7 @@ class Claim:
     enforced: bool
     reason: str = ""
     fmt: str = ".3f"
+    compared: dict | None = None     # the same claim in the compared profile's run (smoke: the digits)
 
     @property
     def failed(self) -> bool:
@@ -111,12 +126,38 @@ class Claim:
         return {HOLDS: "reproduces", FAILS: "does not reproduce here", NOISE: "within noise"}[self.verdict]
 
 
+    @property
+    def changed(self) -> str:
+        """One sentence when the compared profile's verdict differs from this one ('' otherwise)."""
+        c = self.compared
+        if not c or c["verdict"] == self.verdict:
+            return ""
+        return (f"On {c['data'] or 'its data'} ({c['profile']} profile) this was {c['mean']:{self.fmt}} ({c['verdict']}); "
+                f"here {self.mean:{self.fmt}} ({self.verdict}).")
+
+
 class Results:
-    def __init__(self, chapter: str):
+    def __init__(self, chapter: str, profile: str | None = None):
         self.chapter = chapter
+        self.profile = profile
         self.values: dict[str, Any] = {}
         self.claims: list[Claim] = []
         self.nullable: set[str] = set()
+
+    def _compared_claims(self) -> dict[str, dict]:
+        """The compared profile's claims of this chapter by key, from its side run (empty when there is none)."""
+        if self.profile in (None, COMPARED_PROFILE):
+            return {}
+        path = build_dir() / "runs" / COMPARED_PROFILE / "results" / f"{self.chapter}.claims.json"
+        runs = path.with_name("_runs.json")
+        try:
+            claims = json.loads(path.read_text())
+            dataset = json.loads(runs.read_text())[self.chapter]["parameters"].get("dataset", "")
+        except (OSError, ValueError, KeyError):
+            return {}
+        return {claim_key(c["claim"]): {"profile": COMPARED_PROFILE, "data": LABELS.get(dataset, dataset),
+                                        "mean": c["mean"], "per_seed": c["per_seed"], "verdict": c["verdict"],
+                                        "measured": c["measured"]} for c in claims}
 
     # ------------------------------------------------------------------ claims
     def claim(self, claim: str, values, relation: str, threshold: float, source: str, enforce: bool = True,
@@ -134,16 +175,19 @@ class Results:
             per_seed = {0: float(values)}
         verdict, mean, spread = judge(per_seed.values(), relation, float(threshold))
         c = Claim(claim, source, relation, float(threshold), per_seed, mean, spread, verdict, bool(enforce),
-                  reason, fmt)
+                  reason, fmt, self._compared_claims().get(claim_key(claim)))
         self.claims.append(c)
         return c
 
     def claims_table(self):
+        """The claims as a table; a claim whose verdict differs in the compared profile (the digits) says so."""
         import pandas as pd
 
         rows = [{"claim": c.claim, "expected": f"{c.relation} {c.threshold:{c.fmt}}", "measured": c.measured,
                  "verdict": c.shown, "enforced": "yes" if c.enforced else "no (reported)",
-                 "source": c.source, "note": c.reason if c.verdict != HOLDS else ""} for c in self.claims]
+                 "source": c.source,
+                 "note": " ".join(filter(None, (c.reason if c.verdict != HOLDS else "", c.changed)))}
+                for c in self.claims]
         return pd.DataFrame(rows, columns=["claim", "expected", "measured", "verdict", "enforced", "source", "note"])
 
     def enforce(self, active: bool = True) -> None:
@@ -197,6 +241,9 @@ class Results:
         claims = [{**asdict(c), "measured": c.measured, "shown": c.shown,
                    "per_seed": {str(s): v for s, v in c.per_seed.items()}} for c in self.claims]
         save_json(claims, self.path.with_suffix(".claims.json"))
+        compared = {c.claim: c.compared for c in self.claims if c.compared}
+        if compared:      # the compared profile's numbers, under their own key (read from its run, never typed)
+            self.values[f"claims_on_{COMPARED_PROFILE}_profile"] = _plain(compared)
         save_json(timings(), self.path.with_suffix(".timing.json"))
         return save_json(self.values, self.path)
 

@@ -3,6 +3,11 @@
 ``run_chapter(name, profile, overrides)`` validates the parameters, then executes
 ``notebooks/<name>.py`` into ``book/notebooks/<name>.ipynb`` (where the book build picks it up).
 
+* The book holds one profile: the one it was built with (``book_profile``, read from its run records;
+  ``cpu`` before any build). A run of another profile, or with overrides, is a side run: its executed
+  notebook and results go to ``_build/runs/<profile>[-custom]/`` and the book's are left as they were,
+  byte for byte (``into_book=True``, the CLI's ``--into-book``, replaces them on purpose).
+
 * Progress bars of the chapter go to the terminal and the log, never into the page
   (``ROBUSTBOOK_BUILD`` tells the kernel; see :func:`robustbook.runtime.progress`).
 * The chapter writes its results into a staging folder; they replace ``_build/results/<name>*``
@@ -36,8 +41,21 @@ def executed_path(name: str) -> Path:
     return project_root() / "book" / "notebooks" / f"{name}.ipynb"
 
 
-def runs_path() -> Path:
-    return results_dir() / "_runs.json"
+def runs_path(folder: Path | None = None) -> Path:
+    return (folder or results_dir()) / "_runs.json"
+
+
+def book_profile() -> str:
+    """The profile the book's executed chapters and results come from (``cpu`` before any build)."""
+    path = runs_path()
+    records = json.loads(path.read_text()) if path.is_file() else {}
+    profiles = {r.get("profile") for r in records.values() if isinstance(r, dict)}
+    return profiles.pop() if len(profiles) == 1 else "cpu"
+
+
+def side_folder(profile: str, custom: bool = False) -> Path:
+    """Where a side run (another profile than the book's, or overridden parameters) writes everything."""
+    return build_dir() / "runs" / (f"{profile}-custom" if custom else profile)
 
 
 def log_path(name: str) -> Path:
@@ -101,14 +119,24 @@ def _failure(name: str, err: Exception, log: Path) -> ChapterFailed:
 
 
 def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
-                output: Path | None = None, progress: bool = True) -> dict:
-    """Validate the parameters, then execute the chapter with papermill; returns the run record."""
+                output: Path | None = None, progress: bool = True, into_book: bool | None = None) -> dict:
+    """Validate the parameters, then execute the chapter with papermill; returns the run record.
+
+    ``into_book`` (default: the profile is the book's and nothing is overridden) decides whether the executed
+    notebook and results replace the book's; otherwise they go to :func:`side_folder`. The record says where
+    (``notebook``, ``results``).
+    """
     import papermill
 
     params = resolve(name, profile, overrides)          # fails before any work on bad input
-    output = Path(output) if output else executed_path(name)
+    custom = any(v is not None for v in (overrides or {}).values())
+    if into_book is None:
+        into_book = profile == book_profile() and not custom
+    side = None if into_book else side_folder(profile, custom)
+    output = Path(output) if output else (executed_path(name) if into_book else side / f"{name}.ipynb")
     output.parent.mkdir(parents=True, exist_ok=True)
-    final = results_dir()
+    final = results_dir() if into_book else side / "results"
+    final.mkdir(parents=True, exist_ok=True)
     staging = final / ".staging" / name
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -131,9 +159,12 @@ def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | 
         tmp.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     seconds = time.perf_counter() - start
-    record = {"chapter": name, "profile": profile, "seconds": round(seconds, 1),
+    record = {"chapter": name, "profile": profile, "seconds": round(seconds, 1), "into_book": into_book,
+              "notebook": str(output), "results": str(final),
               "parameters": params, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    runs = json.loads(runs_path().read_text()) if runs_path().is_file() else {}
+    runs = json.loads(runs_path(final).read_text()) if runs_path(final).is_file() else {}
+    if into_book:       # the book holds one profile: records of another one are stale now
+        runs = {k: v for k, v in runs.items() if v.get("profile") == profile}
     runs[name] = record
-    save_json(runs, runs_path())
+    save_json(runs, runs_path(final))
     return record

@@ -34,4 +34,4 @@ def start(name: str, namespace: Mapping[str, Any]):
     """
     P = Params(parameters(name, namespace))
     setup(P.get("seeds", [0])[0])
-    return P, Results(name)
+    return P, Results(name, P.profile)
