@@ -9,12 +9,12 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= cpu
 EDITION ?= instructor
 
-.PHONY: book student test venv browser data notebooks bench clean
+.PHONY: book student test venv browser data notebooks bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -c constraints.txt -e ".[book,robustbench,corruptions,test]"
+	$(PY) -m pip install -c constraints.txt -e ".[book,robustbench,corruptions,test,cluster]"
 	# torchattacks is only a yardstick for benchmarks/; its own pins would pull other torch builds
 	$(PY) -m pip install --no-deps torchattacks==3.5.1
 	# imagecorruptions (paper profile of chapter 5) pins the GUI OpenCV build; pyproject brings the headless one
@@ -52,6 +52,11 @@ student: $(STAMP) data
 
 test: $(STAMP) browser data
 	$(PY) -m pytest
+
+# on a machine with a CUDA GPU (at most about 10 minutes): gpu tests, then chapters 1, 3, 4, 5, 6 in the colab
+# profile on local data; writes _build/gpu-check.json. Without a GPU it stops at once, saying so.
+gpu-check: $(STAMP) data
+	$(PY) -m robustbook gpu-check
 
 notebooks: $(STAMP)
 	$(PY) -m robustbook sync

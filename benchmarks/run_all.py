@@ -1,7 +1,7 @@
 """Run every benchmark in this folder (each writes benchmarks/results/<name>.json); slow_* scripts run on demand.
 
-Each benchmark runs in its own process: a fresh cache, its own thread settings, and worker processes
-(spawned by the parallel-training benchmark) that import their own main module, not this loop.
+Each benchmark runs in its own process: a fresh cache and its own thread settings (the Ray benchmark starts and
+stops its own local Ray).
 """
 import subprocess
 import sys

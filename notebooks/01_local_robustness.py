@@ -90,6 +90,10 @@ P.table()
 # scaled to $[0, 1]$, the *data box* every perturbed input must stay in; the test split is only used for
 # the numbers we report. The `smoke` profile runs the same code on scikit-learn's 8x8 digits in seconds.
 #
+# The threat model is the $\ell_\infty$ ball of radius $\varepsilon$ = 0.1 in the `cpu` profile, the usual
+# radius for Fashion-MNIST (MNIST's is 0.3): every pixel may move by a tenth of the grey scale, about 25 of
+# 255 levels — enough to blur a collar or a sleeve, not enough to turn a shirt into a bag for a person.
+#
 # Fashion-MNIST's classes are not equally far apart: a shirt, a T-shirt, a pullover and a coat look
 # alike at this resolution, while a trouser looks like nothing else. That ambiguity is what the later
 # chapters are about.

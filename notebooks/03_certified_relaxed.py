@@ -240,7 +240,8 @@ summary = tables.collect(per_seed)
 tables.mean_std(summary, ".1%", index="guarantee")
 
 # %% tags=["remove-cell"]
-res.glue("groups_text", "; ".join("{" + ", ".join(map(str, g)) + "}" for g in groups) if len(groups) <= 8
+res.glue("groups_text", "; ".join("{" + ", ".join(data.class_names[c] for c in g) + "}" for g in groups)
+         if len(groups) <= 8
          else f"{len(groups)} groups of up to {max(map(len, groups))} classes")
 for label, cols in summary.items():
     res.glue(label, {"clean_accuracy": cols["clean accuracy"], "vra": cols["VRA"], "rejection_rate": cols["rejected"]})
@@ -260,9 +261,9 @@ res.glue("best_rtk", best_rtk)
 # ## Which classes are certified together
 #
 # Each row of these maps is a true class; a cell is the share of its test images whose certified set holds
-# the column's class (first seed). The diagonal is each class's VRA. The local net certifies single classes
-# only, so off the diagonal it has nothing; the relaxed nets' off-diagonal mass shows which classes they had
-# to certify together.
+# the column's class (first seed). The diagonal is each class's VRA. The local net certifies single classes,
+# so an off-diagonal cell is an image certified as *another* class — robust and wrong; for the relaxed nets
+# the off-diagonal mass shows which classes they had to certify together.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
@@ -274,9 +275,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The RT-$K$ net certifies shirts together with T-shirts, pullovers and coats — and, unasked, a few pairs
-# across families; the affinity net may only certify sets inside a family, so its off-diagonal mass stays in
-# the tops and footwear blocks.
+# The RT2 net certifies pairs where an image is ambiguous — typically T-shirts with shirts, sneakers with
+# sandals — and, unasked, some pairs across families. The affinity net may only certify a whole family, so its off-diagonal mass fills the
+# tops and footwear blocks and nothing else: a weaker promise for a shirt ("some top") than RT2's best case, but
+# one a person would sign.
 #
 # ## Top-2 certified where top-1 is not
 #

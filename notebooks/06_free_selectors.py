@@ -175,6 +175,7 @@ res.glue("consistency", consistency)
 
 # %%
 x_fit, _ = subset(data.x_train, data.y_train, P.pseudo_train_points, seed=0)
+x_stop, _ = subset(data.x_val, data.y_val, max(10, P.pseudo_train_points // 2), seed=0)   # early stopping
 
 
 def build_selectors(seed, name):
@@ -185,7 +186,7 @@ def build_selectors(seed, name):
     net = robust if isinstance(robust, GloroNet) else GloroNet(robust, eps=P.eps).eval()
     pseudo = mc.PseudoMargin(epochs=P.pseudo_epochs, seed=seed).fit(
         predict_logits(robust, x_fit), rb.input_margin(robust, x_fit).margin,
-        predict_logits(robust, data.x_val), rb.input_margin(robust, data.x_val).margin)
+        predict_logits(robust, x_stop), rb.input_margin(robust, x_stop).margin)
     built = {"empirical": empirical, "certified": abstain.CertifiedSelector(net, P.eps),
              "logit_margin": abstain.logit_margin_selector(robust).fit(data.x_val, share),
              "pseudo_margin": abstain.pseudo_margin_selector(robust, pseudo).fit(data.x_val, share)}
@@ -205,11 +206,14 @@ selectors = {(s, r): build_selectors(s, r) for s in P.seeds for r in P.robust_mo
 # judged by the real selector: a transfer attack), and certified where the selector allows it.
 
 # %%
+e2e = abstain.composed_attack(P.e2e_steps, P.e2e_restarts, P.autoattack, P.selector_steps, P.selector_restarts)
+
+
 def pair(seed, robust_name, selector_name):
     composed = abstain.ComposedModel(models[seed]["core"], models[seed][robust_name],
                                      selectors[(seed, robust_name)][selector_name])
     return abstain.evaluate_composed(composed, x, y, P.eps, flags[seed]["core"], flags[seed][robust_name],
-                                     steps=P.e2e_steps, restarts=P.e2e_restarts, seed=seed)
+                                     steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack, seed=seed)
 
 
 pairs = {(r, sel): {s: pair(s, r, sel) for s in P.seeds} for r in P.robust_models for sel in P.selectors}
@@ -222,6 +226,16 @@ core_row = {"selected": "–", "natural_accuracy": accuracy["core"]["natural acc
             "robust_accuracy_attack": accuracy["core"]["robust accuracy"], "robust_accuracy_certified": "–",
             "r_rob_inacc": "–"}
 tables.mean_std({"core alone": core_row, **summary}, ".1%", index="robust model / selector")
+
+# %% [markdown]
+# The end-to-end attack runs the chapter's AutoAttack on the core and on each robust model alone, judged by the
+# composed model, plus the four selector-aware PGD routes with at least the empirical selector's steps and
+# restarts (`abstain.composed_attack`). Points each route broke first, summed over seeds ("clean": wrong
+# without any attack):
+
+# %%
+pd.DataFrame({f"{r}/{sel}": pd.DataFrame({s: v[s]["broken_by"] for s in P.seeds}).sum(axis=1)
+              for (r, sel), v in pairs.items()}).T.astype(int)
 
 # %% [markdown]
 # ## What a selector costs
@@ -289,7 +303,8 @@ if gloro_name:
     for rho in (P.eps / 4, P.eps / 2, P.eps):
         composed = abstain.ComposedModel(models[first]["core"], net, abstain.CertifiedSelector(net, rho))
         radii[rho] = abstain.evaluate_composed(composed, x, y, P.eps, flags[first]["core"], flags[first][gloro_name],
-                                               steps=P.e2e_steps, restarts=P.e2e_restarts, seed=first)
+                                               steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack,
+                                               seed=first)
     sweep = pd.DataFrame(radii).T.rename_axis("selector radius rho")
     violations[first] += int(sweep["certificate_violations"].sum())
     certified_checked += int(sweep["certified_points"].sum())
@@ -419,7 +434,8 @@ if "era" in P.robust_models:
         sel = abstain.logit_margin_selector(era_model).fit(data.x_val, share)
         composed = abstain.ComposedModel(models[first]["core"], era_model, sel)
         out = abstain.evaluate_composed(composed, x, y, P.eps, flags[first]["core"], flags[first]["era"],
-                                        steps=P.e2e_steps, seed=first)
+                                        steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack,
+                                        seed=first)
         rows[f"{share:.0%} of validation"] = {k: out[k] for k in ("selected", "natural_accuracy", "robust_accuracy_attack")}
     print(pd.DataFrame(rows).T.to_string(float_format="{:.1%}".format))
 

@@ -141,3 +141,37 @@ def test_gloro_selector_on_a_cnn_is_valid_but_loose(digits):
     model = rb.zoo.load("standard", digits, eps=0.1, epochs=2, width=4, attack_steps=1, seed=0)
     sel = abstain.CertifiedSelector(GloroNet(model, 0.1), 0.1)
     assert sel.select(digits.x_test[:20]).double().mean() < 0.5
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "colab", "paper"])
+@pytest.mark.parametrize("chapter", ["04_avoid_robust_inaccuracy", "06_free_selectors"])
+def test_the_end_to_end_attack_is_never_weaker_on_a_route_than_the_components_own(chapter, profile):
+    """Settings as the chapters derive them: AutoAttack as the headline's, PGD routes with the selector's
+    steps and restarts at least."""
+    from robustbook.book import resolve
+
+    p = resolve(chapter, profile)
+    e2e = abstain.composed_attack(p["e2e_steps"], p.get("e2e_restarts", 1), p["autoattack"], p["selector_steps"],
+                                  p["selector_restarts"])
+    assert e2e.autoattack == p["autoattack"]
+    assert e2e.steps >= max(p["selector_steps"], p["e2e_steps"])
+    assert e2e.restarts >= max(p["selector_restarts"], p.get("e2e_restarts", 1))
+    weaker = abstain.composed_attack(1, 1, p["autoattack"], p["selector_steps"] + 5, p["selector_restarts"] + 1)
+    assert (weaker.steps, weaker.restarts) == (p["selector_steps"] + 5, p["selector_restarts"] + 1)
+
+
+def test_the_end_to_end_attack_breaks_what_autoattack_breaks_on_the_core(digits):
+    """A selector that selects nothing leaves the core everywhere: the end-to-end attack (with AutoAttack on the
+    route) is at least as strong as AutoAttack on the core alone, and counts each point it broke once."""
+    core = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=5, seed=3), digits)
+    robust = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=5, seed=4), digits)
+    x, y = digits.x_test[:120], digits.y_test[:120]
+    nothing = abstain.logit_margin_selector(robust).fit(digits.x_val, 0.0)
+    composed = abstain.ComposedModel(core, robust, nothing)
+    alone = rb.robust_flags(core, x, 0.1, y=y, setting="smoke")                  # AutoAttack on the core alone
+    weak = abstain.attack_composed(composed, x, y, 0.1, steps=1, restarts=1)
+    strong = abstain.attack_composed(composed, x, y, 0.1, steps=1, restarts=1, autoattack="smoke")
+    assert not (strong["robust"] & ~alone).any()                                 # never weaker than AutoAttack alone
+    assert strong["robust"].sum() <= weak["robust"].sum()
+    assert sum(strong["broken_by"].values()) == int((~strong["robust"]).sum())   # each broken point counted once
+    assert strong["broken_by"]["AutoAttack on the core model"] > 0

@@ -99,12 +99,18 @@ API = [
     ("gloro K = classes", lambda: certify.GloroNet(_tiny(), 0.1, "rtk", K=10), InvalidArgument, ["K = 10", "1 and 9"]),
     ("gloro group out of range", lambda: certify.GloroNet(_tiny(), 0.1, "affinity", groups=[[0, 12]]),
      InvalidArgument, ["groups", "0..9", "12"]),
+    ("gloro groups invalid, unused by local", lambda: certify.GloroNet(_tiny(), 0.1, "local", groups=[[0, 12]]),
+     InvalidArgument, ["groups", "12"]),
+    ("architecture option misspelt", lambda: rb.build_model("cnn", (1, 8, 8), 10, widht=3), InvalidArgument,
+     ["'widht'", "valid options", "width"]),
     ("gloro wrong input shape", lambda: certify.GloroNet(_tiny(), 0.1).certify(torch.rand(3, 2)), InvalidArgument,
      ["shape (2,)", "cannot take"]),
     ("logit margin one class", lambda: margins.logit_margin(torch.rand(4, 1)), InvalidArgument, ["logits", "C >= 2"]),
     ("detection one-sided", lambda: consistency.detection(torch.rand(5), torch.ones(5), 0.5), InvalidArgument,
      ["robust", "non-robust"]),
     ("tau with NaN", lambda: rb.stats.kendall_tau([1.0, NAN, 2.0], [1.0, 2.0, 3.0]), InvalidArgument, ["non-finite"]),
+    ("tau of empty inputs", lambda: rb.stats.kendall_tau([], []), InvalidArgument, ["at least two points", "got 0"]),
+    ("tau of one point", lambda: rb.stats.kendall_tau([1.0], [2.0]), InvalidArgument, ["at least two points"]),
     ("selector unknown (API)", lambda: abstain.make_selector("oracle"), InvalidArgument, ["selector", "empirical"]),
     ("norms NaN margin", lambda: measures.norms(_tiny(), (1, 8, 8), NAN), InvalidArgument, ["margin"]),
     ("dataset subset zero", lambda: rb.data.subset(X, Y, 0), InvalidArgument, ["n", "positive"]),
@@ -163,7 +169,11 @@ CLI = [
     (["run", CH1, "-p", "epsilon", "0.1"], "unknown parameter(s) 'epsilon'"),
     (["run", CH1, "-p", "eps", "-0.1"], "parameter 'eps' = -0.1 is out of range"),
     (["run", CH1, "-p", "eps", "nan"], "parameter 'eps' must be float"),
-    (["run", CH1, "-p", "dataset", "imagenet"], "valid choices: digits, mnist, cifar10, cifar100"),
+    (["run", CH1, "-p", "dataset", "imagenet"], "valid choices: digits, fashion_mnist, mnist, cifar10, cifar100"),
+    (["run", CH1, "-p", "eps", "1" + "0" * 400], "parameter 'eps' = 100000000000... (401 digits) is too large"),
+    (["run", CH3, "-p", "gloro_eps", "9" * 320], "parameter 'gloro_eps' = 999999999999... (320 digits) is too large"),
+    (["run", CH2, "-p", "margin_points", "5000"], "margin_points = 5000 exceeds the 1000 test points"),
+    (["run", CH2, "-p", "data_points", "[100000, 0, 0]"], "data_points: 100000 train points asked"),
     (["run", CH3, "-p", "rtk_k", "[2, 12]"], "K = 12"),
     (["run", CH6, "-p", "robust_models", "['era', 'resnet']"], "robust_models: unknown ['resnet']"),
 ]
@@ -178,6 +188,37 @@ def test_cli_refuses_bad_parameters_before_any_work(argv, message, tmp_path, cap
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out.ipynb").exists()       # nothing executed
     assert _snapshot() == before
+
+
+def _preflight_cases(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    a_folder = tmp_path / "a-folder"
+    a_folder.mkdir()
+    return [
+        ("output parent is a file", {}, ["--output", str(a_file / "out.ipynb")], "is a file, not a folder"),
+        ("output is a folder", {}, ["--output", str(a_folder)], "is an existing folder"),
+        ("threads not a number", {"ROBUSTBOOK_THREADS": "two"}, [], "ROBUSTBOOK_THREADS='two'"),
+        ("cache is a file", {"ROBUSTBOOK_CACHE": str(a_file)}, [], "ROBUSTBOOK_CACHE"),
+        ("dataset not on disk, offline", {"ROBUSTBOOK_DATA": str(a_folder)}, ["-p", "dataset", "mnist",
+                                                                              "-p", "data_points", "[0, 0, 0]"],
+         "cannot reach the download"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5), ids=["output parent is a file", "output is a folder", "threads",
+                                                 "cache is a file", "dataset offline"])
+def test_what_can_be_known_before_the_first_cell_fails_before_it(index, tmp_path, capsys, monkeypatch,
+                                                                 no_network):
+    _, env, argv, message = _preflight_cases(tmp_path)[index]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    start = time.perf_counter()
+    assert main(["run", CH1, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert time.perf_counter() - start < 15
+    assert not list(tmp_path.rglob("*.ipynb"))
 
 
 # ------------------------------------------------------------------ damaged and foreign cache entries
@@ -260,3 +301,14 @@ def test_results_refuse_to_save_a_hole(tmp_path, monkeypatch):
 
 def test_math_module_is_used():     # keeps the NaN and inf constants honest
     assert math.isnan(NAN) and math.isinf(INF)
+
+
+def test_numpy_scalars_are_accepted_where_numbers_are():
+    """np.float32 / np.int64 (what a reader's numpy code produces) are numbers like float and int."""
+    import numpy as np
+
+    assert resolve(CH1, "smoke", {"eps": np.float32(0.1)})["eps"] == pytest.approx(0.1)
+    assert resolve(CH1, "smoke", {"epochs": np.int64(3)})["epochs"] == 3
+    assert len(rb.data.subset(X, Y, np.int64(2))[1]) == 2
+    assert attacks.pgd(_tiny(), X, Y, np.float32(0.1), steps=np.int64(2)).shape == X.shape
+    assert certify.GloroNet(_tiny(), np.float32(0.1), "rtk", K=np.int64(2)).K == 2

@@ -284,3 +284,19 @@ def test_sigma_from_iterate_is_differentiable():
     assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     assert isinstance(MinMax()(torch.randn(2, 4)), torch.Tensor)
     assert rb is not None
+
+
+def test_co_certification_counts_the_classes_each_true_class_is_certified_with():
+    from robustbook.certify import Certificate
+
+    sets = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    cert = Certificate(prediction=torch.tensor([0, 0, 1, 2]), certified=torch.tensor([True, True, True, False]),
+                       certified_set=sets, set_size=sets.sum(1), radius=torch.zeros(4))
+    m = cert.co_certification(torch.tensor([0, 0, 1, 2]), 3)
+    assert m.tolist() == [[1.0, 0.5, 0.0],      # class 0: both certified with 0, one of them with 1 too
+                          [0.0, 1.0, 0.0],
+                          [0.0, 0.0, 0.0]]      # class 2's only point is not certified: nothing counts
+    y = torch.tensor([0, 0, 1, 2])
+    # the diagonal weighted by class sizes is the VRA
+    sizes = torch.bincount(y, minlength=3).double()
+    assert (m.diagonal() * sizes).sum().item() / len(y) == pytest.approx(cert.vra(y))

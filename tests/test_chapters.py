@@ -24,6 +24,24 @@ def test_every_profile_of_every_chapter_is_valid():
             assert resolve(name, profile)["profile"] == profile
 
 
+def test_the_cpu_book_runs_on_fashion_mnist_and_the_smoke_profile_on_the_digits():
+    for name in chapters():
+        assert resolve(name, "cpu")["dataset"] == "fashion_mnist", name
+        assert resolve(name, "smoke")["dataset"] == "digits", name
+    assert resolve("03_certified_relaxed", "cpu")["groups"] == "fashion_mnist"     # the natural groups
+
+
+def test_chapters_that_share_models_train_them_the_same_way():
+    """Chapters 1, 2, 4 and 6 reuse each other's cached CNNs: same data subset and training settings."""
+    shared = ("data_points", "width", "epochs", "train_steps", "eps")
+    for profile in PROFILES:
+        values = {name: {k: resolve(name, profile)[k] for k in shared}
+                  for name in ("01_local_robustness", "02_margin_consistency", "04_avoid_robust_inaccuracy",
+                               "06_free_selectors")}
+        if profile in ("smoke", "cpu"):
+            assert len({repr(v) for v in values.values()}) == 1, (profile, values)
+
+
 def test_cpu_profiles_have_at_least_three_seeds():
     for name in chapters():
         assert len(resolve(name, "cpu")["seeds"]) >= 3, name

@@ -67,6 +67,11 @@ CHAPTER = textwrap.dedent('''\
                                                   "enforce": Param(bool, "enforce")},
                      {p: same for p in ("smoke", "cpu", "colab", "paper")}))
     P, res = start("99_claims", globals())
+    if P.measured == [0.42]:                     # a damaged cache entry met inside the chapter
+        from robustbook.runtime import cache_dir, quarantine
+        bad = cache_dir() / "damaged.pt"
+        bad.write_bytes(b"half a checkpoint")
+        quarantine(bad, "damaged")
     res.glue("mean", sum(P.measured) / len(P.measured))
     res.claim("the measured value is at least one half", dict(enumerate(P.measured)), ">=", 0.5, "the test",
               enforce=P.enforce, reason="a reported finding")
@@ -168,3 +173,11 @@ def test_claims_table_says_where_the_verdict_differs_from_the_smoke_profile(clai
     res.claim("the measured value is at least one half", {0: 0.9, 1: 0.8}, ">=", 0.5, "the test")
     note = res.claims_table().loc[0, "note"]
     assert "0.110" in note and "0.850" in note and "smoke profile" in note
+
+
+def test_a_cache_notice_inside_a_chapter_reaches_the_terminal(claims_project, capsys):
+    from robustbook.book.runner import run_chapter
+
+    run_chapter("99_claims", "cpu", overrides={"measured": [0.42], "enforce": False}, progress=False, into_book=True)
+    err = capsys.readouterr().err
+    assert "99_claims: robustbook: cache entry" in err and "damaged; moved aside" in err

@@ -91,11 +91,11 @@ def _write_idx(folder, n_train=60, n_test=20, gz=True, seed=0):
 def test_fashion_mnist_is_read_from_the_debian_folder_with_its_classes_and_groups(tmp_path, monkeypatch, no_network):
     from robustbook import data
 
-    debian = _write_idx(tmp_path / "debian")
+    debian = _write_idx(tmp_path / "debian", n_train=100)
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
     root = tmp_path / "root"
     d = load_dataset("fashion_mnist", root=root, val_size=10)
-    assert d.sizes() == {"train": 50, "val": 10, "test": 20}
+    assert d.sizes() == {"train": 90, "val": 10, "test": 20}
     assert d.x_train.shape[1:] == (1, 28, 28) and float(d.x_train.max()) <= 1.0
     assert d.class_names == data.FASHION_MNIST_CLASSES and d.class_names[6] == "Shirt"
     assert (root / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()      # gunzipped once, into root
@@ -109,9 +109,9 @@ def test_fashion_mnist_prefers_robustbook_data_over_the_debian_folder(tmp_path, 
 
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", _write_idx(tmp_path / "debian", seed=1))
     root = tmp_path / "mine"
-    _write_idx(root / "FashionMNIST" / "raw", n_train=40, gz=False, seed=2)
+    _write_idx(root / "FashionMNIST" / "raw", n_train=200, gz=False, seed=2)
     monkeypatch.setenv("ROBUSTBOOK_DATA", str(root))
-    assert load_dataset("fashion_mnist", val_size=10).sizes()["train"] == 30       # the folder's 40, not Debian's 60
+    assert load_dataset("fashion_mnist", val_size=10).sizes()["train"] == 190      # the folder's 200, not Debian's 60
 
 
 def test_without_any_source_fashion_mnist_names_the_debian_package_folder_and_download(tmp_path, monkeypatch,

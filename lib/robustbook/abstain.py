@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -27,7 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
-from .attacks import _expand, _random_start, _step, check_norm, pgd, predict_logits, project, robust_flags
+from .attacks import AUTOATTACK_SETTINGS, _expand, _random_start, _step, check_norm, pgd, predict_logits, project, \
+    robust_flags
+from .attacks import autoattack as run_autoattack
 from .certify import LOGIT_SLACK, GloroNet
 from .margins import logit_margin
 from .runtime import batches, caching_off, memo, model_device, model_fingerprint, tensor_fingerprint, timed
@@ -312,9 +315,51 @@ def _objectives(composed: ComposedModel, y: torch.Tensor, hinge: float):
     }
 
 
+@dataclass(frozen=True)
+class ComposedAttack:
+    """Settings of the end-to-end attack on a composed model (see :func:`composed_attack`)."""
+
+    steps: int                       # PGD steps of every surrogate route
+    restarts: int                    # PGD restarts of every surrogate route
+    autoattack: str | None = None    # AutoAttack setting run on the core and on the robust model, judged end to end
+
+
+def composed_attack(e2e_steps: int, e2e_restarts: int = 1, autoattack: str | None = None,
+                    selector_steps: int = 0, selector_restarts: int = 0) -> ComposedAttack:
+    """The end-to-end attack's settings, derived from the component attacks: on every route at least as strong as
+    the strongest attack the book runs on that component alone.
+
+    The core and the robust model are attacked alone with AutoAttack (``autoattack``, the chapter's headline
+    setting): the end-to-end attack runs that same AutoAttack on each of them and judges its points with the
+    composed model. The selector's own attack is PGD with ``selector_steps`` x ``selector_restarts``: every
+    surrogate route gets at least as many steps and restarts.
+
+    >>> composed_attack(20, 1, "cpu", selector_steps=40, selector_restarts=2)
+    ComposedAttack(steps=40, restarts=2, autoattack='cpu')
+    """
+    for name, value in (("e2e_steps", e2e_steps), ("e2e_restarts", e2e_restarts)):
+        check.number(name, value, low=1, integer=True)
+    for name, value in (("selector_steps", selector_steps), ("selector_restarts", selector_restarts)):
+        check.number(name, value, low=0, integer=True)
+    if autoattack is not None:
+        check.choice("autoattack", autoattack, AUTOATTACK_SETTINGS)
+    return ComposedAttack(max(int(e2e_steps), int(selector_steps)), max(int(e2e_restarts), int(selector_restarts)),
+                          autoattack)
+
+
+def component_adversarials(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str,
+                           setting: str, seed: int = 0) -> torch.Tensor:
+    """AutoAttack's points against ``model`` alone (true labels ``y``), cached: candidates for the composed model."""
+    def compute():
+        return run_autoattack(model, x, y, eps, norm, setting=setting, seed=seed).cpu()
+
+    key = [model_fingerprint(model), tensor_fingerprint(x, y), float(eps), norm, setting, seed]
+    return memo("adversarials", key, compute, ("attacks", "abstain"))
+
+
 def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
                     steps: int = 50, restarts: int = 1, check_every: int = 1, seed: int = 0,
-                    hinge: float = 0.1, batch_size: int = 1024) -> dict:
+                    hinge: float = 0.1, batch_size: int = 1024, autoattack: str | None = None) -> dict:
     """Attack the composed model as one classifier inside the eps-ball (and the box).
 
     Four PGD attacks follow surrogate objectives (fool the robust model; fool the core; push the
@@ -322,10 +367,18 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
     model). Every ``check_every`` steps each iterate is judged by the REAL composed model — the
     real selector at the perturbed input — and a point counts as robust only if no candidate (nor
     x itself) gets a wrong composed answer. For a non-differentiable selector the attacks follow its
-    surrogate (a transfer attack) and only the real selector decides.
+    surrogate (a transfer attack) and only the real selector decides. With ``autoattack`` (a key of
+    ``AUTOATTACK_SETTINGS``), AutoAttack's points against the core alone and against the robust model
+    alone are judged by the composed model too, so no route is weaker than the component's own headline
+    attack (:func:`composed_attack` derives the settings).
 
-    Returns per-point ``robust`` flags, ``found_by`` (the first objective that broke each point, or
-    ""), and the number of candidates judged.
+    Returns per-point ``robust`` flags, ``found_by`` (the first route that broke each point, "clean" when
+    the clean input is already wrong, or ""), ``broken_by`` (points per route), and the candidates judged.
+
+    >>> settings = composed_attack(20, 1, "cpu", selector_steps=20, selector_restarts=2)
+    >>> out = attack_composed(composed, x, y, 0.1, steps=settings.steps, restarts=settings.restarts,
+    ...                       autoattack=settings.autoattack)            # doctest: +SKIP
+    >>> out["robust"].double().mean()                                      # doctest: +SKIP
     """
     check.batch("x", x)
     check.labels("y", y, len(x))
@@ -337,11 +390,23 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
     judged = 0
     gen = torch.Generator().manual_seed(seed)
     step_size = 2.5 * eps / steps
+    routes = {}
+    if autoattack is not None:          # the components' own headline attack, judged end to end
+        routes = {f"AutoAttack on the {part}": component_adversarials(model, x, y, eps, norm, autoattack, seed)
+                  for part, model in (("core model", composed.core), ("robust model", composed.robust))}
     with timed("attacks"):
         for s in batches(len(x), batch_size):
             xb, yb = x[s].to(dev), y[s].to(dev)
-            wrong = composed.predict(xb) != yb
-            broken[s] |= wrong.cpu()
+            wrong = (composed.predict(xb) != yb).cpu()
+            for i in torch.nonzero(wrong).flatten().tolist():
+                found_by[s.start + i] = "clean"
+            broken[s] |= wrong
+            for name, points in routes.items():
+                hit = (composed.predict(points[s].to(dev)) != yb).cpu()
+                judged += len(hit)
+                for i in torch.nonzero(hit & ~broken[s]).flatten().tolist():
+                    found_by[s.start + i] = name
+                broken[s] |= hit
             for name, objective in _objectives(composed, yb, hinge).items():
                 for r in range(restarts):
                     x_adv = xb.clone() if r == 0 else _random_start(xb, eps, norm, gen)
@@ -360,27 +425,33 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
                     for i in torch.nonzero(hit & ~broken[s]).flatten().tolist():
                         found_by[s.start + i] = name
                     broken[s] |= hit
-    return {"robust": ~broken, "found_by": found_by, "candidates_judged": judged}
+    broken_by = {name: found_by.count(name) for name in ("clean", *routes, *_objectives(composed, y[:1], hinge))}
+    return {"robust": ~broken, "found_by": found_by, "broken_by": broken_by, "candidates_judged": judged}
 
 
 def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float,
                       core_flags: tuple[torch.Tensor, torch.Tensor], robust_flags_: tuple[torch.Tensor, torch.Tensor],
-                      norm: str = "Linf", steps: int = 20, restarts: int = 1, seed: int = 0) -> dict:
+                      norm: str = "Linf", steps: int = 20, restarts: int = 1, seed: int = 0,
+                      autoattack: str | None = None) -> dict:
     """The composed model three ways: the paper's formula, an end-to-end attack, and (for the certified
     selector) a sound certificate — plus selected share, natural accuracy and robust inaccuracy.
 
     ``core_flags`` / ``robust_flags_``: (correct, robust at eps) per point for each model, as
-    :func:`indicators` returns them. ``certified_points`` counts the certified points, ``certificate_violations``
-    those the attack broke.
+    :func:`indicators` returns them. ``steps``, ``restarts`` and ``autoattack`` are the end-to-end attack's
+    settings (:func:`composed_attack` derives them from the component attacks). ``broken_by`` counts the
+    points each route of the attack broke first; ``certified_points`` counts the certified points,
+    ``certificate_violations`` those the attack broke.
     """
     def compute():
         selected = composed.selector.select(x)
         formula = compositional(selected, *robust_flags_, *core_flags)
         check_every = 1 if composed.selector.differentiable else max(1, steps // 4)
-        attacked = attack_composed(composed, x, y, eps, norm, steps, restarts, check_every, seed)
+        attacked = attack_composed(composed, x, y, eps, norm, steps, restarts, check_every, seed,
+                                   autoattack=autoattack)
         out = {"selected": formula["selected"], "natural_accuracy": formula["natural_accuracy"],
                "robust_accuracy_formula": formula["robust_accuracy"],
                "robust_accuracy_attack": attacked["robust"].double().mean().item(),
+               "broken_by": attacked["broken_by"],
                "r_rob_inacc": formula["r_rob_inacc"], "robust_accuracy_certified": None, "certified_points": 0,
                "certificate_violations": 0}
         if isinstance(composed.selector, CertifiedSelector):
@@ -391,7 +462,7 @@ def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor,
         return out
 
     key = [model_fingerprint(composed.core), model_fingerprint(composed.robust), composed.selector.fingerprint(),
-           tensor_fingerprint(x, y, *core_flags, *robust_flags_), float(eps), norm, steps, restarts, seed]
+           tensor_fingerprint(x, y, *core_flags, *robust_flags_), float(eps), norm, steps, restarts, seed, autoattack]
     return memo("composed", key, compute, ("attacks", "abstain", "certify"))
 
 

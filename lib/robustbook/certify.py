@@ -249,6 +249,8 @@ class GloroNet(nn.Module):
             check.top_k("K", K, C)
         if relaxation == "affinity" and groups is None:
             raise check.InvalidArgument("affinity robustness needs groups (lists of class ids)")
+        if groups is not None and relaxation != "affinity":
+            check.class_groups("groups", groups, C)      # checked even where unused: a typo is never silent
         member = _membership(groups, C) if relaxation == "affinity" else None
         self.K = K if relaxation == "rtk" else (int(member.sum(1).max()) if member is not None else 1)
         self.register_buffer("member", member if member is not None else torch.zeros(0, C, dtype=torch.bool))

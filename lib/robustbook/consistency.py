@@ -91,6 +91,17 @@ def detection(score, input_margin, eps: float) -> dict:
     }
 
 
+def detection_where_defined(score, input_margin, eps: float) -> dict:
+    """:func:`detection`, with NaN metrics where they are undefined: every point on one side of eps (all robust
+    or all non-robust — e.g. a handful of points of a model with random weights)."""
+    try:
+        return detection(score, input_margin, eps)
+    except check.InvalidArgument:
+        nan = float("nan")
+        _, d = _valid(score, input_margin)
+        return {"auroc": nan, "aupr": nan, "fpr_at_95_tpr": nan, "non_robust_share": float((d <= eps).mean())}
+
+
 def separating_threshold(logit_margin, input_margin, eps: float) -> dict:
     """The best threshold t on the logit margin for "non-robust iff logit margin <= t".
 
@@ -237,10 +248,15 @@ class MarginReport:
         return detection(-self.logit_margin, self.margin, eps)
 
     def row(self, eps: float, n_boot: int = 200, seed: int = 0) -> dict:
-        """Accuracy, robust accuracy, tau with its interval, detection metrics, FAB failures."""
+        """Accuracy, robust accuracy, tau with its interval, detection metrics, FAB failures.
+
+        The detection metrics are NaN where they are undefined: when every point lies on one side of eps (all
+        robust or all non-robust — e.g. a handful of points of a model with random weights).
+        """
         tau = self.tau(n_boot=n_boot, seed=seed)
+        found = detection_where_defined(-self.logit_margin, self.margin, eps)
         return {"clean_accuracy": self.correct.double().mean().item(), "robust_accuracy": self.robust_accuracy,
-                "kendall_tau": tau.tau, "tau_low": tau.low, "tau_high": tau.high, **self.detection(eps),
+                "kendall_tau": tau.tau, "tau_low": tau.low, "tau_high": tau.high, **found,
                 "fab_failures": self.input_margin.failures}
 
 
@@ -309,6 +325,7 @@ def repair_with_pseudo_margin(model: nn.Module, report: MarginReport, x_fit: tor
     pseudo = PseudoMargin(epochs=epochs, lr=lr, seed=seed).fit(
         predict_logits(model, x_fit), fit_margin.margin, predict_logits(model, x_val), val_margin.margin)
     score = pseudo(report.logits)
-    before = {"tau": report.tau(n_boot=0).tau, **report.detection(eps)}
-    after = {"tau": kendall_tau(score, report.margin, n_boot=0).tau, **detection(-score, report.margin, eps)}
+    before = {"tau": report.tau(n_boot=0).tau, **detection_where_defined(-report.logit_margin, report.margin, eps)}
+    after = {"tau": kendall_tau(score, report.margin, n_boot=0).tau,
+             **detection_where_defined(-score, report.margin, eps)}
     return pseudo, score, before, after

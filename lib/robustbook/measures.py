@@ -241,21 +241,18 @@ def _study_key(model, data, attacks, xa, xs, seed, rgb, natural) -> list:
 _MODULES = ("measures", "attacks", "shifts", "certify", "stats")
 
 
-def _study_in_worker(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, rgb, natural):
-    import torch as _torch
+def _study_entry(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural) -> dict:
+    """One zoo model's study as the payload of its cache entry (a unit of work: it runs anywhere, on the device
+    :func:`robustbook.runtime.device` picks there)."""
+    from .runtime import device
 
-    from .runtime import memo
-
-    _torch.set_num_threads(1)
-    memo("study", _study_key(model, data, attacks, xa, xs, seed, rgb, natural),
-         lambda: _study_model(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural), _MODULES)
-    return True
+    model = model.to(device())
+    return {"value": _study_model(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural)}
 
 
 def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points: int = 200,
           sharpness_points: int = 500, seed: int = 0, rgb: bool = False,
-          natural: tuple[torch.Tensor, torch.Tensor] | None = None,
-          workers: int | None = None) -> tuple[list[dict], list[dict], float]:
+          natural: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[dict], list[dict], float]:
     """Measures and robustness quantities of every model of a zoo.
 
     ``attacks``: {name: {"eps": ..., **options}} for :func:`robustbook.attacks.attack`; each model is
@@ -263,16 +260,14 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     sharpness per model and variant) with one record per model; quantities are named
     "<family>/<quantity>" for the corruption families, "corruption" (all corruptions),
     "adversarial" (all attacks) and, when ``natural`` test data is given (CIFAR-10.1), "natural".
-    Each model's record is cached; with ``workers`` > 1 (default :func:`robustbook.runtime.workers`, 1) the
-    missing ones are computed in that many processes with one thread each, since the models are independent.
+    Each model's record is cached; the models are independent, so the missing records are units of
+    :mod:`robustbook.executor` (here, or Ray tasks with ``ROBUSTBOOK_RAY``; this process writes the entries).
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     from torch.nn.utils import parametrize
 
+    from . import executor
     from .data import subset
-    from .runtime import memo, memo_path, workers as default_workers
+    from .runtime import memo, memo_path
     from .shifts import SEVERITIES, corrupt, corrupt_rgb
 
     check.non_empty("models", models)
@@ -281,15 +276,16 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
     xs, ys = subset(data.x_train, data.y_train, sharpness_points, seed=seed)
     families, corrupt_fn = (RGB_SHIFT_FAMILIES, corrupt_rgb) if rgb else (SHIFT_FAMILIES, corrupt)
     corrupted = {(c, s): corrupt_fn(x, c, s, seed) for fam in families.values() for c in fam for s in SEVERITIES}
-    workers = default_workers() if workers is None else check.number("workers", workers, low=1, integer=True)
     keys = [_study_key(m, data, attacks, xa, xs, seed, rgb, natural) for m in models]
-    missing = [m for m, k in zip(models, keys) if not memo_path("study", k, _MODULES).is_file()]
-    # parametrized modules (spectral norm) cannot be pickled to a worker: they are measured in this process
-    missing = [m for m in missing if not any(parametrize.is_parametrized(mod) for mod in m.modules())]
-    if len(missing) > 1 and workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            list(pool.map(_study_in_worker, [copy.deepcopy(m).cpu() for m in missing],
-                          *zip(*[(data, corrupted, families, attacks, xa, ya, xs, ys, seed, rgb, natural)] * len(missing))))
+    # each model's study is a unit (here, or a Ray task); models with parametrized modules (spectral norm)
+    # cannot be pickled to a worker: the memo below measures them in this process
+    units = [executor.Unit(f"study of model {i}", memo_path("study", k, _MODULES), "study",
+                           memo_path("study", k, _MODULES).stem, _study_entry,
+                           (copy.deepcopy(m).cpu(), data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural))
+             for i, (m, k) in enumerate(zip(models, keys))
+             if not memo_path("study", k, _MODULES).is_file()
+             and not any(parametrize.is_parametrized(mod) for mod in m.modules())]
+    executor.run(units, "measures")
     rows = [memo("study", k, lambda m=m: _study_model(m, data, corrupted, families, attacks, xa, ya, xs, ys, seed,
                                                        natural), _MODULES)
             for m, k in zip(progress(models, "measures"), keys)]

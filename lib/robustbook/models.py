@@ -144,6 +144,13 @@ def build_model(arch: str, input_shape: Sequence[int], num_classes: int, **optio
             check.number(f"arch_options[{key!r}]", options[key], low=1, integer=True)
     if "dropout" in options:
         check.number("arch_options['dropout']", options["dropout"], low=0.0, high=0.99)
+    import inspect
+
+    known = [p for p in inspect.signature(ARCHITECTURES[arch]).parameters if p not in ("input_shape", "num_classes")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise check.InvalidArgument(f"arch {arch!r} has no option(s) {', '.join(map(repr, unknown))}; "
+                                    f"valid options: {', '.join(known)}")
     return ARCHITECTURES[arch](tuple(input_shape), num_classes, **options)
 
 

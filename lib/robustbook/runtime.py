@@ -95,20 +95,6 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
-def workers() -> int:
-    """How many processes train or study independent models at once (``ROBUSTBOOK_WORKERS``, default 1).
-
-    One by default, measured (``benchmarks/parallel_training.py``): on the 2-core machines the book is built
-    on, two worker processes with one thread each were about twice as *slow* as one process with two threads,
-    for training chapter 2's zoo and chapter 5's grid and for chapter 5's study alike. Workers use one thread each, so their floats differ slightly from a run in the main process
-    with more threads; on a machine with many real cores they can still pay off.
-    """
-    text = os.environ.get("ROBUSTBOOK_WORKERS", "1")
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"ROBUSTBOOK_WORKERS={text!r} must be a positive integer")
-    return int(text)
-
-
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and every GPU) so that the same parameters give the same numbers."""
     random.seed(seed)

@@ -46,6 +46,10 @@ class Tau:
 def kendall_tau(a, b, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> Tau:
     """Kendall's tau-b (scipy) between two scores, with a percentile bootstrap interval."""
     a, b = valid(a, b)
+    if len(a) < 2:
+        from .validate import InvalidArgument
+
+        raise InvalidArgument(f"Kendall's tau needs at least two points; got {len(a)}")
     tau = _tau(a, b)
     rng = np.random.default_rng(seed)
     boots = []

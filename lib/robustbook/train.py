@@ -164,6 +164,26 @@ def _matches(model: nn.Module):
     return validate
 
 
+def trained_state(cfg: TrainConfig, data: Data, init: nn.Module | None = None) -> dict:
+    """Train without touching the cache and return the weights on the CPU (a unit of work: see :func:`unit`)."""
+    model = train(cfg, data, init=init, cache=False)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def unit(cfg: TrainConfig, data: Data, init: nn.Module | None = None, name: str | None = None):
+    """This training as a :class:`robustbook.executor.Unit`: it runs anywhere (a Ray worker), and the driver
+    writes its weights as the same cache entry :func:`train` reads."""
+    from .executor import Unit
+
+    validate_config(cfg, fine_tune=init is not None)
+    keyed = replace(cfg, loss_options={**cfg.loss_options, "init": model_fingerprint(init)}) if init is not None \
+        else cfg
+    path = checkpoint_path(keyed, data)
+    return Unit(name or path.stem, path, "model", path.stem, trained_state,
+                (cfg, data, None if init is None else copy.deepcopy(init).cpu()),
+                {"config": asdict(keyed), "dataset": data.name})
+
+
 def train(cfg: TrainConfig, data: Data, init: nn.Module | None = None, cache: bool = True) -> nn.Module:
     """A model trained with ``cfg`` on ``data``, loaded from the cache when it was trained before.
 

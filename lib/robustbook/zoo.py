@@ -46,7 +46,7 @@ class Recipe:
     chapters: tuple = ()
 
 
-# the digits CNN every chapter shares (so that chapters reuse each other's cached models)
+# the small CNN every image chapter shares (so that chapters reuse each other's cached models)
 CNN = {"arch": "cnn", "arch_options": lambda p: {"width": p["width"]}, "epochs": _p("epochs"), "lr": 1e-3,
        "seed": _p("seed")}
 ADV = {"attack_steps": _p("attack_steps")}
@@ -78,7 +78,7 @@ def _gloro(eps_key: str, **loss_options) -> dict:
 
 
 RECIPES: dict[str, Recipe] = {
-    # chapters 1, 2, 4, 6: the digits CNNs
+    # chapters 1, 2, 4, 6: the small CNNs (Fashion-MNIST in the cpu book, the digits in the smoke profile)
     "standard": Recipe("cross-entropy", {**CNN}, chapters=("01", "02", "04", "06")),
     "pgd": Recipe("PGD adversarial training at eps (Madry et al., 2018)",
                   {**CNN, **ADV, "method": "pgd", "eps": _p("eps")}, chapters=("01", "02")),
@@ -103,7 +103,7 @@ RECIPES: dict[str, Recipe] = {
     "linear": Recipe("multinomial logistic regression, full batch", {"arch": "linear", "epochs": _p("linear_epochs"),
                                                                      "lr": 1e-2, "batch_size": 1_000_000,
                                                                      "seed": _p("seed")}, chapters=("01",)),
-    # chapter 3 (and 6): GloRo nets on the digits, L2 radius gloro_eps
+    # chapter 3 (and 6): GloRo nets on the chapter's images, L2 radius gloro_eps
     "gloro_local": Recipe("GloRo, local robustness", {**GLORO, **_gloro("gloro_eps")}, chapters=("03", "06")),
     # "gloro_rtk<K>" for any K: see recipe()
     "gloro_affinity": Recipe("GloRo, affinity robustness with the chapter's groups",
@@ -269,31 +269,29 @@ def _cached(name: str, data: Data, params: P, threat_model: str = "Linf") -> boo
     return checkpoint_path(cfg, data).is_file()
 
 
-def _train_in_worker(name: str, data: Data, threat_model: str, params: P) -> str:
-    """Runs in a worker process (one torch thread): train one recipe into the shared cache."""
-    import torch
+def training_unit(name: str, data: Data, threat_model: str, params: P):
+    """The training of recipe ``name`` as a unit of work (its base, if any, must be in the cache already)."""
+    from .train import unit
 
-    torch.set_num_threads(1)
-    load(name, data, threat_model, **params)
-    return name
+    cfg = config(name, **params)
+    init = None
+    if not name.startswith("grid:") and recipe(name).finetune:
+        init = load(params.get(f"{name}_base", recipe(name).base), data, threat_model, **params)
+    return unit(cfg, data, init, name=f"{name} (seed {params.get('seed', 0)})")
 
 
-def load_many(requests: list[tuple], data: Data | None = None, threat_model: str = "Linf",
-              workers: int | None = None) -> list[nn.Module]:
+def load_many(requests: list[tuple], data: Data | None = None, threat_model: str = "Linf") -> list[nn.Module]:
     """Load several models (``[(name, params), ...]``, or ``(name, params, data)`` when the data differ by
-    request), training the missing ones in parallel worker processes.
+    request), training the missing ones first.
 
-    Models a later request builds on (an ERA fine-tune's base) are trained first. ``workers`` defaults to
-    :func:`robustbook.runtime.workers` (1: train here, with this process's threads); with more, the missing
-    models train in that many spawned processes with one thread each. Returns the models in the order of
-    ``requests``, loaded from the cache in this process.
+    Models a later request builds on (an ERA fine-tune's base) are trained first. Each missing model is a unit of
+    :mod:`robustbook.executor`, stage by stage: trained here with this process's threads (serial, the default),
+    or as a Ray task when ``ROBUSTBOOK_RAY`` is set; this process writes the weights to the cache either way.
+    Returns the models in the order of ``requests``, loaded from the cache in this process.
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from . import executor
+    from .runtime import timed
 
-    from .runtime import timed, workers as default_workers
-
-    workers = default_workers() if workers is None else check.number("workers", workers, low=1, integer=True)
     requests = [(r[0], r[1], r[2] if len(r) > 2 else data) for r in requests]
     if any(d is None for _, _, d in requests):
         raise check.InvalidArgument("load_many needs data: pass data=... or (name, params, data) requests")
@@ -310,20 +308,17 @@ def load_many(requests: list[tuple], data: Data | None = None, threat_model: str
             while len(stages) <= depth:
                 stages.append([])
             stages[depth].append((*step, d))
-    missing = [job for stage in stages for job in stage]
-    if missing and workers > 1:
-        with timed("training"), ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    if any(stages):
+        with timed("training"):
             for stage in stages:
-                if stage:
-                    list(pool.map(_train_in_worker, *zip(*[(n, d, threat_model, p) for n, p, d in stage])))
+                executor.run([training_unit(n, d, threat_model, p) for n, p, d in stage], "training")
     return [load(name, d, threat_model, **params) for name, params, d in requests]
 
 
-def load_seeds(names, data: Data, seeds, threat_model: str = "Linf", workers: int | None = None,
-               **params) -> dict[int, dict[str, nn.Module]]:
+def load_seeds(names, data: Data, seeds, threat_model: str = "Linf", **params) -> dict[int, dict[str, nn.Module]]:
     """``{seed: {name: model}}`` for every name and seed, the missing ones trained by :func:`load_many`."""
     requests = [(n, {**params, "seed": s}) for s in seeds for n in names]
-    models = iter(load_many(requests, data, threat_model, workers))
+    models = iter(load_many(requests, data, threat_model))
     return {s: {n: next(models) for n in names} for s in seeds}
 
 

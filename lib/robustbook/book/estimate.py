@@ -160,6 +160,33 @@ def work(chapter: str, p: dict) -> list[Work]:
     raise ValueError(f"no work model for chapter {chapter!r}")
 
 
+def units(chapter: str, p: dict) -> int:
+    """How many independent units a chapter hands to :mod:`robustbook.executor` under parameters ``p``: one per
+    training of a zoo recipe and seed (RobustBench models are downloaded, not trained) and, in chapter 5, one per
+    zoo model's study. The executor runs them serially or as Ray tasks."""
+    from ..zoo import is_recipe
+
+    seeds = len(p["seeds"])
+
+    def trained(*names):
+        return sum(1 for n in names if n and is_recipe(n) and n != "rescaled") * seeds
+
+    if chapter == "01_local_robustness":
+        return trained("standard", "pgd", "linear")
+    if chapter == "02_margin_consistency":
+        return trained(*p["models"])
+    if chapter == "03_certified_relaxed":
+        return 3 * seeds + (len(p["rtk_k"]) + 2) * seeds
+    if chapter == "04_avoid_robust_inaccuracy":
+        return 3 * seeds + trained(p["core_model"], p["robust_model"], "era") + len(p["betas"])
+    if chapter == "05_robustness_metrics":
+        models = len(p["optimizers"]) * len(p["lr_levels"]) * len(p["depths"]) * len(p["widths"]) * len(p["dropouts"])
+        return 2 * models * seeds
+    if chapter == "06_free_selectors":
+        return trained(p["core_model"], p["robust_model"], *p["robust_models"])
+    raise ValueError(f"no unit count for chapter {chapter!r}")
+
+
 def minutes(chapter: str, p: dict) -> dict:
     """The T4 estimate of a chapter under parameters ``p``: total minutes and the share of each item."""
     items = work(chapter, p)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -90,6 +91,20 @@ def _environment(**values: str):
                 os.environ[k] = v
 
 
+def _notices(path: Path) -> list[str]:
+    """The library's one-line notices printed inside the chapter (e.g. a damaged cache entry moved aside), so
+    that the person who ran the build sees them in the terminal too, not only on the rendered page."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    lines = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                lines += [ln for ln in str(out.get("text", "")).splitlines() if ln.startswith("robustbook: ")]
+    return lines
+
+
 def _hide_parameters(path: Path) -> None:
     """Tag the parameters cell (``x = None`` defaults) and papermill's injected-parameters cell ``remove-cell``:
     the page shows the parameters table instead. The sources keep papermill's plain ``parameters`` tag, so the
@@ -118,6 +133,52 @@ def _failure(name: str, err: Exception, log: Path) -> ChapterFailed:
     return ChapterFailed(f"chapter {name} could not run: {type(err).__name__}: {err} (log: {log})")
 
 
+def _can_download(url: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname
+    try:
+        socket.create_connection((host, 443 if url.startswith("https") else 80), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def preflight(params: Mapping[str, Any], output: Path | None) -> None:
+    """What can be known before the first cell: the output path, the environment, the data on disk.
+
+    Raises :class:`~robustbook.validate.InvalidArgument` naming the culprit; nothing has been written.
+    """
+    from ..data import _TORCHVISION, DataNotAvailable, load_dataset
+    from ..runtime import set_threads
+    from ..validate import InvalidArgument
+
+    if output is not None:
+        output = Path(output)
+        if output.is_dir():
+            raise InvalidArgument(f"--output {output} is an existing folder; give the path of the notebook to write "
+                                  f"(e.g. {output / 'chapter.ipynb'})")
+        for parent in output.parents:
+            if parent.exists() and not parent.is_dir():
+                raise InvalidArgument(f"--output {output}: {parent} is a file, not a folder")
+    cache = os.environ.get("ROBUSTBOOK_CACHE")
+    if cache and Path(cache).exists() and not Path(cache).is_dir():
+        raise InvalidArgument(f"ROBUSTBOOK_CACHE={cache} is a file; it must be a folder (or not exist yet)")
+    try:
+        set_threads()
+    except ValueError as err:
+        raise InvalidArgument(str(err)) from None
+    dataset = params.get("dataset")
+    if dataset in _TORCHVISION:
+        try:
+            load_dataset(dataset, download=False)
+        except DataNotAvailable as err:
+            if not _can_download(_TORCHVISION[dataset].url):
+                raise DataNotAvailable(f"{err}\n(checked before running: this machine cannot reach the "
+                                       "download either)") from None
+
+
 def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
                 output: Path | None = None, progress: bool = True, into_book: bool | None = None) -> dict:
     """Validate the parameters, then execute the chapter with papermill; returns the run record.
@@ -129,6 +190,7 @@ def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | 
     import papermill
 
     params = resolve(name, profile, overrides)          # fails before any work on bad input
+    preflight(params, output)
     custom = any(v is not None for v in (overrides or {}).values())
     if into_book is None:
         into_book = profile == book_profile() and not custom
@@ -149,6 +211,8 @@ def run_chapter(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | 
             papermill.execute_notebook(read_notebook(name), str(tmp), parameters=params, kernel_name="python3",
                                        cwd=str(project_root()), progress_bar=progress, log_output=False)
         _hide_parameters(tmp)
+        for line in _notices(tmp):
+            print(f"{name}: {line}", file=sys.stderr, flush=True)
         tmp.replace(output)
         for f in staging.iterdir():
             if f.name != "_runs.json":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any, Callable, Mapping
 
 from ..validate import InvalidArgument
@@ -20,6 +21,12 @@ PROFILES = ("smoke", "cpu", "colab", "paper")
 
 class ParameterError(InvalidArgument):
     """A chapter parameter is unknown or has a bad value."""
+
+
+# What a size-like parameter becomes in a *shrunk* run (:func:`shrunk`: the tests' seconds-long runs of the
+# colab and paper profiles): a value, FIRST (a list keeps its first item), or KEEP (not a size: the code path
+# it selects — a dataset, an architecture, an attack setting, a set of groups — must not change).
+FIRST, KEEP = "<first item>", "<keep>"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Param:
     item: type | None = None        # element type of a list
     inner: type | None = None       # element type of the inner lists of a list of lists
     unique: bool = False            # for lists: no repeated items
+    shrink: Any = None              # every int and list parameter declares one: a value, FIRST or KEEP
 
     def check(self, name: str, value: Any) -> Any:
         if self.kind is list:
@@ -42,8 +50,17 @@ class Param:
             if self.unique and len(set(map(repr, out))) != len(out):
                 raise ParameterError(f"parameter {name!r} = {value!r} repeats an item; each must appear once")
             return out
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        if self.kind is float and isinstance(value, Integral) and not isinstance(value, bool):
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ParameterError(f"parameter {name!r} = {str(value)[:12]}... ({len(str(value))} digits) is too large "
+                                     f"for a float ({self.help}); "
+                                     f"valid range [{self.low}, {self.high}]") from None
+        elif self.kind is float and isinstance(value, Real) and not isinstance(value, bool):
+            value = float(value)                    # numpy floats (np.float32) are floats too
+        elif self.kind is int and isinstance(value, Integral) and not isinstance(value, bool):
+            value = int(value)                      # numpy integers (np.int64) are integers too
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise ParameterError(
                 f"parameter {name!r} must be {self.kind.__name__} ({self.help}); got {value!r} ({type(value).__name__})")
@@ -75,6 +92,10 @@ _registry: dict[str, Chapter] = {}
 
 
 def register(chapter: Chapter) -> Chapter:
+    loose = [k for k, p in chapter.params.items() if p.kind in (int, list) and p.shrink is None]
+    if loose:
+        raise AssertionError(f"{chapter.name}: parameters {loose} are counts or lists and declare no shrink value "
+                             "(Param(..., shrink=VALUE | FIRST | KEEP)); the shrunk test runs need one")
     clash = sorted(set(chapter.params) & set(dir(dict)))
     if clash:
         raise AssertionError(f"{chapter.name}: parameter names {clash} clash with dict methods (P.<name> would "
@@ -122,6 +143,21 @@ def resolve(name: str, profile: str = "cpu", overrides: Mapping[str, Any] | None
         except InvalidArgument as err:        # a library check on a parameter: same kind of error
             raise ParameterError(str(err)) from None
     return {"profile": profile, **checked}
+
+
+def shrunk(name: str, profile: str) -> dict:
+    """The overrides that shrink ``profile`` of chapter ``name`` to seconds: every size-like parameter takes its
+    declared shrink value (lists marked FIRST keep their first item); datasets, architectures, attack settings,
+    selectors and groups stay as the profile sets them. Validated like any run (``resolve``)."""
+    chapter = get(name)
+    values = resolve(name, profile)
+    out = {}
+    for key, param in chapter.params.items():
+        if param.shrink in (None, KEEP):
+            continue
+        out[key] = values[key][:1] if param.shrink == FIRST else param.shrink
+    resolve(name, profile, out)
+    return out
 
 
 def parameters(name: str, namespace: Mapping[str, Any]) -> dict:

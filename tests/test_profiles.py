@@ -1,0 +1,130 @@
+"""Every chapter runs in the colab and paper profiles: the profiles' datasets, architectures, RobustBench models,
+attack settings, selectors and groups, with only the sizes shrunk to seconds (``specs.shrunk``), on stand-in
+files in the real formats (``standins``), through the same runner the book uses, offline.
+"""
+import json
+import os
+import socket
+
+import pytest
+
+import standins
+from conftest import make_project
+from robustbook.book import chapters
+from robustbook.book.specs import FIRST, KEEP, get, resolve, shrunk
+
+PROFILES = ("colab", "paper")
+
+
+def _robustbench_names():
+    """Every RobustBench model a colab or paper profile names (the names that are not zoo recipes)."""
+    from robustbook.zoo import is_recipe
+
+    names = {}
+    for chapter in chapters():
+        for profile in PROFILES:
+            p = resolve(chapter, profile)
+            if p.get("dataset") not in ("cifar10", "cifar100"):
+                continue
+            for key in ("models", "core_model", "robust_model"):
+                values = p.get(key)
+                for name in ([values] if isinstance(values, str) else values or []):
+                    if not is_recipe(name):
+                        names.setdefault(p["dataset"], set()).add(name)
+    return names
+
+
+@pytest.fixture(scope="session")
+def standin_world(tmp_path_factory):
+    """Data and checkpoints for every profile, written once per session."""
+    data = tmp_path_factory.mktemp("standin-data")
+    standins.idx(data / "MNIST" / "raw", 200, 60)
+    standins.idx(data / "FashionMNIST" / "raw", 200, 60)
+    standins.cifar10(data, per_batch=40, n_test=60)
+    standins.cifar100(data, n_train=300, n_test=60)
+    standins.cifar10_1(data, 40)
+    cache = tmp_path_factory.mktemp("standin-cache")
+    for dataset, names in _robustbench_names().items():
+        standins.robustbench(cache / "robustbench", sorted(names), dataset)
+    return data, cache
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Connections are refused (the papermill kernel talks to its parent over loopback, which stays open)."""
+    real = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConnectionRefusedError("network blocked by the test")
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+def test_every_count_and_list_parameter_declares_how_it_shrinks():
+    for name, chapter in chapters().items():
+        for key, param in chapter.params.items():
+            if param.kind in (int, list):
+                assert param.shrink is not None, f"{name}.{key}"
+        # what may not change: datasets, architectures, attack settings, selectors, groups, model names
+        for profile in PROFILES:
+            changed = shrunk(name, profile)
+            for key in changed:
+                assert get(name).params[key].shrink not in (None, KEEP), (name, key)
+            for key in ("dataset", "autoattack", "gloro_arch", "groups", "models", "selectors", "robust_models",
+                        "core_model", "robust_model", "norm", "data_points"):
+                assert key not in changed, (name, profile, key)
+
+
+def test_a_new_count_parameter_without_a_shrink_value_is_refused():
+    from robustbook.book.specs import Chapter, Param, register
+
+    params = {"points": Param(int, "points", low=1)}
+    with pytest.raises(AssertionError, match="shrink"):
+        register(Chapter("98_loose", "loose", params, {p: {"points": 1} for p in ("smoke", "cpu", "colab", "paper")}))
+    assert "98_loose" not in chapters()
+
+
+def test_first_keeps_the_first_seed():
+    for name in chapters():
+        assert shrunk(name, "paper")["seeds"] == resolve(name, "paper")["seeds"][:1]
+        assert get(name).params["seeds"].shrink == FIRST
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", list(chapters()))
+def test_chapter_runs_in_profile(name, profile, standin_world, tmp_path, monkeypatch, offline):
+    from robustbook.book.runner import run_chapter
+
+    data, cache = standin_world
+    root = make_project(tmp_path)
+    monkeypatch.setenv("ROBUSTBOOK_ROOT", str(root))
+    monkeypatch.setenv("ROBUSTBOOK_DATA", str(data))
+    monkeypatch.setenv("ROBUSTBOOK_CACHE", str(cache))
+    monkeypatch.setenv("ROBUSTBOOK_UNVERIFIED_DATA", "1")
+    overrides = shrunk(name, profile)
+    record = run_chapter(name, profile, overrides, progress=False, into_book=True)
+    results = json.loads((root / "_build" / "results" / f"{name}.json").read_text())
+    assert record["profile"] == profile and results
+    assert record["parameters"]["dataset" if "dataset" in record["parameters"] else "seeds"]
+    claims = json.loads((root / "_build" / "results" / f"{name}.claims.json").read_text())
+    assert all(c["verdict"] in ("holds", "does not hold", "within noise") for c in claims)
+    assert os.environ["ROBUSTBOOK_UNVERIFIED_DATA"] == "1"
+
+
+def test_gpu_check_without_a_gpu_stops_at_once_saying_so(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: gpu-check would run for minutes")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "robustbook", "gpu-check"], capture_output=True, text=True,
+                          env={**os.environ, "ROBUSTBOOK_ROOT": str(make_project(tmp_path))})
+    assert done.returncode != 0 and "needs a CUDA device" in done.stderr
+    assert time.perf_counter() - start < 30 and not (tmp_path / "_build" / "gpu-check.json").exists()
