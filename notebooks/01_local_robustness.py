@@ -95,7 +95,7 @@ P.table()
 # 255 levels — enough to blur a collar or a sleeve, not enough to turn a shirt into a bag for a person.
 #
 # Fashion-MNIST's classes are not equally far apart: a shirt, a T-shirt, a pullover and a coat look
-# alike at this resolution, while a trouser looks like nothing else. That ambiguity is what the later
+# alike at 28x28 pixels, while a trouser looks like nothing else. That ambiguity is what the later
 # chapters are about.
 
 # %%

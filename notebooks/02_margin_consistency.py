@@ -408,7 +408,9 @@ if "rescaled" in P.repair_models:
                      "of the logits predicts it (see the text above the table)")
 res.claim(f"a threshold fitted on {P.subset_points} attacked points estimates the reference model's robust "
           "accuracy within 5 points", subset_error[P.reference_model], "<=", 0.05,
-          "Ngnawé et al. (2024): robust accuracy from a small attacked subset")
+          "Ngnawé et al. (2024): robust accuracy from a small attacked subset", enforce=False,
+          reason=f"the paper's finding, on a few hundred points here: {P.subset_points} fitted points carry a "
+                 f"sampling error of up to {(0.25 / P.subset_points) ** 0.5:.1%} alone")
 res.save()
 res.claims_table()
 

@@ -156,12 +156,15 @@ x_m, y_m = subset(x, y, P.margin_points, seed=0)
 reports = {(s, r): mc.measure(models[s][r], x_m, y_m, P.eps, attack_options=attack)
            for s in P.seeds for r in P.robust_models}
 consistency = {r: {"kendall_tau": rb.OverSeeds({s: reports[(s, r)].tau(n_boot=0).tau for s in P.seeds}),
-                   "auroc": rb.OverSeeds({s: reports[(s, r)].detection(P.eps)["auroc"] for s in P.seeds})}
+                   "auroc": rb.OverSeeds({s: mc.detection_where_defined(-reports[(s, r)].logit_margin,
+                                                                        reports[(s, r)].margin, P.eps)["auroc"]
+                                          for s in P.seeds})}
                for r in P.robust_models}
 tables.mean_std(consistency, ".3f", index="robust model")
 
 # %% tags=["remove-cell"]
-res.glue("consistency", consistency)
+res.glue("consistency", {r: {k: v for k, v in c.items() if np.isfinite(v.values).all()}   # the defined ones
+                         for r, c in consistency.items()})
 
 # %% [markdown]
 # ## Selectors

@@ -85,7 +85,7 @@ def test_end_to_end_attack_finds_exactly_the_closed_form_counterexamples():
     assert (~expected).any() and expected.any()
     assert torch.equal(out["robust"], expected), "the attack missed a counterexample or broke a robust point"
     clean_wrong = composed.predict(x) != y
-    assert all(out["found_by"][i] == "" for i in torch.nonzero(clean_wrong).flatten().tolist())
+    assert all(out["found_by"][i] == "clean" for i in torch.nonzero(clean_wrong).flatten().tolist())
     assert all(out["found_by"][i] for i in torch.nonzero(~expected & ~clean_wrong).flatten().tolist())
     # the formula counts the selected, robust-model-robust points as robust: it overstates
     core_flags = (predict_logits(composed.core, x).argmax(1) == y, torch.ones(len(x), dtype=torch.bool))

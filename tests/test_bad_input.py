@@ -51,7 +51,7 @@ API = [
     ("rtk K = classes", lambda: resolve(CH3, "cpu", {"rtk_k": [2, 10]}), InvalidArgument,
      ["rtk_k", "K = 10", "number of classes"]),
     ("groups of another dataset", lambda: resolve(CH3, "cpu", {"groups": "cifar100_superclasses"}), InvalidArgument,
-     ["cifar100_superclasses", "digits"]),
+     ["cifar100_superclasses", "fashion_mnist"]),
     ("zoo model unknown", lambda: resolve(CH2, "cpu", {"models": ["standard", "resnet"]}), InvalidArgument,
      ["resnet", "valid choices"]),
     ("repair not in models", lambda: resolve(CH2, "cpu", {"repair_models": ["mma"], "models": ["pgd", "trades"],
@@ -307,7 +307,7 @@ def test_numpy_scalars_are_accepted_where_numbers_are():
     """np.float32 / np.int64 (what a reader's numpy code produces) are numbers like float and int."""
     import numpy as np
 
-    assert resolve(CH1, "smoke", {"eps": np.float32(0.1)})["eps"] == pytest.approx(0.1)
+    assert resolve(CH1, "smoke", {"eps": np.float32(0.05)})["eps"] == pytest.approx(0.05)
     assert resolve(CH1, "smoke", {"epochs": np.int64(3)})["epochs"] == 3
     assert len(rb.data.subset(X, Y, np.int64(2))[1]) == 2
     assert attacks.pgd(_tiny(), X, Y, np.float32(0.1), steps=np.int64(2)).shape == X.shape

@@ -170,7 +170,7 @@ def test_every_dataset_loads_or_says_where_its_files_go(name, tmp_path, no_netwo
 
 
 def test_unknown_dataset_lists_the_valid_ones():
-    with pytest.raises(InvalidArgument, match="valid choices: blobs, digits, mnist, cifar10, cifar100"):
+    with pytest.raises(InvalidArgument, match="valid choices: blobs, digits, fashion_mnist, mnist, cifar10, cifar100"):
         data.load_dataset("imagenet")
 
 

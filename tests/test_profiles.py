@@ -93,10 +93,27 @@ def test_first_keeps_the_first_seed():
         assert get(name).params["seeds"].shrink == FIRST
 
 
+def _robustbench_in(name, profile):
+    from robustbook.zoo import is_recipe
+
+    p = resolve(name, profile)
+    names = [*p.get("models", []), p.get("core_model"), p.get("robust_model")]
+    return p.get("dataset") in ("cifar10", "cifar100") and any(n and not is_recipe(n) for n in names)
+
+
+HEAVY = "ROBUSTBOOK_HEAVY_TESTS"
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", list(chapters()))
 def test_chapter_runs_in_profile(name, profile, standin_world, tmp_path, monkeypatch, offline):
+    import torch
+
     from robustbook.book.runner import run_chapter
+
+    if _robustbench_in(name, profile) and not torch.cuda.is_available() and os.environ.get(HEAVY) != "1":
+        pytest.skip("RobustBench WideResNets under AutoAttack's standard version and FAB take many minutes per "
+                    f"chapter on a CPU; run on a GPU or with {HEAVY}=1")
 
     data, cache = standin_world
     root = make_project(tmp_path)

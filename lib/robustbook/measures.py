@@ -296,6 +296,8 @@ def correlations(measures: list[dict], quantities: list[dict]) -> dict[str, dict
     """Kendall's tau of every (numeric) measure against every robustness quantity over the zoo.
 
     Where a measure or a quantity is constant over the zoo, tau is undefined and reported as 0 (no association).
+    A quantity undefined for a model (a ratio over zero accuracy: a model that gets nothing right) leaves that
+    model out of that quantity's tau; with fewer than two models left the tau is 0.
     """
     from .stats import kendall_tau
 
@@ -304,7 +306,8 @@ def correlations(measures: list[dict], quantities: list[dict]) -> dict[str, dict
     for m in names:
         out[m] = {}
         for q in quantities[0]:
-            t = kendall_tau([r[m] for r in measures], [r[q] for r in quantities], n_boot=0).tau
+            pairs = [(r[m], s[q]) for r, s in zip(measures, quantities) if math.isfinite(r[m]) and math.isfinite(s[q])]
+            t = kendall_tau(*zip(*pairs), n_boot=0).tau if len(pairs) >= 2 else float("nan")
             out[m][q] = 0.0 if math.isnan(t) else t
     return out
 

@@ -146,8 +146,11 @@ def build_model(arch: str, input_shape: Sequence[int], num_classes: int, **optio
         check.number("arch_options['dropout']", options["dropout"], low=0.0, high=0.99)
     import inspect
 
-    known = [p for p in inspect.signature(ARCHITECTURES[arch]).parameters if p not in ("input_shape", "num_classes")]
-    unknown = sorted(set(options) - set(known))
+    params = inspect.signature(ARCHITECTURES[arch]).parameters
+    known = [p for p, v in params.items() if p not in ("input_shape", "num_classes") and v.kind is v.POSITIONAL_OR_KEYWORD
+             or v.kind is v.KEYWORD_ONLY]
+    takes_any = any(v.kind is v.VAR_KEYWORD for v in params.values())
+    unknown = [] if takes_any else sorted(set(options) - set(known))
     if unknown:
         raise check.InvalidArgument(f"arch {arch!r} has no option(s) {', '.join(map(repr, unknown))}; "
                                     f"valid options: {', '.join(known)}")
