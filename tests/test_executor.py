@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import faults
-import robustbook as rb
 from conftest import make_project
 from robustbook import executor, zoo
 from robustbook.runtime import cache_load

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 import robustbook as rb
 from robustbook import abstain, attacks, data, losses, models, zoo

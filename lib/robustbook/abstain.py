@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
-from .attacks import AUTOATTACK_SETTINGS, _expand, _random_start, _step, check_norm, pgd, predict_logits, project, \
+from .attacks import AUTOATTACK_SETTINGS, _random_start, _step, check_norm, pgd, predict_logits, project, \
     robust_flags
 from .attacks import autoattack as run_autoattack
 from .certify import LOGIT_SLACK, GloroNet
