@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= cpu
 EDITION ?= instructor
 
-.PHONY: book student test venv browser data notebooks bench gpu-check clean
+.PHONY: book student test test-fast format venv browser data notebooks bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ student: $(STAMP) data
 
 test: $(STAMP) browser data
 	$(PY) -m pytest
+
+# the edit-test loop: everything but the tests marked slow (chapters executed, the book rendered, the browser,
+# the profile runs, Ray), in about two minutes; `make test` still runs everything
+test-fast: $(STAMP) data
+	$(PY) -m pytest -m "not slow"
+
+# the chapters' code to the page width (ruff format, 80 columns: notebooks/ruff.toml), then the Colab notebooks
+format: $(STAMP)
+	$(VENV)/bin/ruff format notebooks/[0-9]*.py
+	$(PY) -m robustbook sync
 
 # on a machine with a CUDA GPU (at most about 10 minutes): gpu tests, then chapters 1, 3, 4, 5, 6 in the colab
 # profile on local data; writes _build/gpu-check.json. Without a GPU it stops at once, saying so.

@@ -12,14 +12,19 @@
 # ---
 
 # %% tags=["remove-cell"]
-# On Colab: install this book's library and its Colab extras; Colab's torch and torchvision stay as they are.
+# On Colab: install this book's library and its Colab extras;
+# Colab's torch and torchvision stay as they are.
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    source = os.environ.get("ROBUSTBOOK_INSTALL_SOURCE", "git+https://github.com/robustbook/robustbook@main")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"robustbook[colab] @ {source}"], check=True)
+    source = os.environ.get(
+        "ROBUSTBOOK_INSTALL_SOURCE",
+        "git+https://github.com/robustbook/robustbook@main",
+    )
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"robustbook[colab] @ {source}"], check=True)
 
 # %% [markdown]
 # # Local robustness and the input margin
@@ -73,8 +78,15 @@ import seaborn as sns
 
 import robustbook as rb
 from robustbook import margins, plots
-from robustbook.attacks import AUTOATTACK_SETTINGS, accuracy, pgd, predict_logits, robustness_curve
-from robustbook.book import estimate, papers, tables
+from robustbook.attacks import (
+    AUTOATTACK_SETTINGS,
+    accuracy,
+    pgd,
+    predict_logits,
+    robust_flags_many,
+    robustness_curve,
+)
+from robustbook.book import papers, tables
 from robustbook.data import subset
 
 P, res = rb.start("01_local_robustness", globals())
@@ -113,7 +125,9 @@ pd.DataFrame([data.sizes()], index=["images"])
 # time, one per core) and cached.
 
 # %%
-settings = dict(eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps)
+settings = dict(
+    eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps
+)
 models = rb.zoo.load_seeds(["standard", "pgd"], data, P.seeds, **settings)
 
 # %% [markdown]
@@ -125,11 +139,41 @@ models = rb.zoo.load_seeds(["standard", "pgd"], data, P.seeds, **settings)
 # %%
 setting = AUTOATTACK_SETTINGS[P.autoattack]
 x_eval, y_eval = subset(data.x_test, data.y_test, P.eval_points, seed=0)
-per_seed = {seed: {name: {"clean accuracy": accuracy(m, x_eval, y_eval),
-                          "robust accuracy": rb.robust_accuracy(m, x_eval, y_eval, P.eps, setting=setting)}
-                   for name, m in ms.items()} for seed, ms in models.items()}
+# every model's verdicts are independent units: Ray tasks with ROBUSTBOOK_RAY
+robust_flags_many(
+    [
+        dict(model=m, x=x_eval, eps=P.eps, setting=setting)
+        for ms in models.values()
+        for m in ms.values()
+    ]
+)
+per_seed = {
+    seed: {
+        name: {
+            "clean accuracy": accuracy(m, x_eval, y_eval),
+            "robust accuracy": rb.robust_accuracy(
+                m, x_eval, y_eval, P.eps, setting=setting
+            ),
+        }
+        for name, m in ms.items()
+    }
+    for seed, ms in models.items()
+}
 summary = tables.collect(per_seed)
 tables.mean_std(summary, ".1%", index="model")
+
+# %% [markdown]
+# What adversarial training bought and what it cost, seed by seed (a paired difference: the same seed's two
+# models):
+
+# %%
+standard, adversarial = summary["standard"], summary["pgd"]
+gain = adversarial["robust accuracy"] - standard["robust accuracy"]
+clean_change = adversarial["clean accuracy"] - standard["clean accuracy"]
+tables.per_seed(
+    {"robust accuracy gained": gain, "clean accuracy change": clean_change},
+    ".1%",
+)
 
 # %% tags=["remove-cell"]
 res.glue("eps", P.eps)
@@ -138,8 +182,6 @@ res.glue("n_seeds", len(P.seeds))
 for name, key in (("standard", "standard"), ("pgd", "adversarial")):
     res.glue(f"{key}_clean_accuracy", summary[name]["clean accuracy"])
     res.glue(f"{key}_robust_accuracy", summary[name]["robust accuracy"])
-gain = summary["pgd"]["robust accuracy"] - summary["standard"]["robust accuracy"]
-clean_change = summary["pgd"]["clean accuracy"] - summary["standard"]["clean accuracy"]
 res.glue("adversarial_gain", gain)
 
 # %% [markdown]
@@ -158,13 +200,19 @@ res.glue("adversarial_gain", gain)
 # versions with the new prediction (red when wrong); bottom row: the perturbation.
 
 # %%
-standard = models[P.seeds[0]]["standard"]
+standard_model = models[P.seeds[0]]["standard"]
 x_show, y_show = data.x_test[:8], data.y_test[:8]
-x_adv = pgd(standard, x_show, y_show, P.eps, steps=P.curve_steps)
+x_adv = pgd(standard_model, x_show, y_show, P.eps, steps=P.curve_steps)
 
 # %%
-plots.adversarial_pairs(x_show, x_adv, y_show, predict_logits(standard, x_show).argmax(1),
-                        predict_logits(standard, x_adv).argmax(1), data.class_names)
+plots.adversarial_pairs(
+    x_show,
+    x_adv,
+    y_show,
+    predict_logits(standard_model, x_show).argmax(1),
+    predict_logits(standard_model, x_adv).argmax(1),
+    data.class_names,
+)
 plt.show()
 
 # %% [markdown]
@@ -176,13 +224,27 @@ plt.show()
 # its curve lies below FGSM's. The curves use the first seed's models.
 
 # %%
-curve = pd.DataFrame(robustness_curve(models[P.seeds[0]], data.x_test, data.y_test, P.eps_grid,
-                                      attacks=("fgsm", "pgd"), steps=P.curve_steps))
+curve = pd.DataFrame(
+    robustness_curve(
+        models[P.seeds[0]],
+        data.x_test,
+        data.y_test,
+        P.eps_grid,
+        attacks=("fgsm", "pgd"),
+        steps=P.curve_steps,
+    )
+)
 
 # %%
-ax = sns.lineplot(curve, x="eps", y="robust_accuracy", hue="model", style="attack", marker="o")
+ax = sns.lineplot(
+    curve, x="eps", y="robust_accuracy", hue="model", style="attack", marker="o"
+)
 ax.axvline(P.eps, color="0.6", ls=":", lw=1)
-ax.set(xlabel=r"$\ell_\infty$ radius $\varepsilon$", ylabel="robust accuracy", ylim=(0, 1.02))
+ax.set(
+    xlabel=r"$\ell_\infty$ radius $\varepsilon$",
+    ylabel="robust accuracy",
+    ylim=(0, 1.02),
+)
 plt.show()
 
 # %% [markdown]
@@ -205,22 +267,38 @@ plt.show()
 # *own* prediction, so misclassified points get a margin too. These are the lines that rank the targets:
 
 # %% [markdown]
-# ```{literalinclude} ../../lib/robustbook/attacks.py
+# ```{literalinclude} ../../lib/robustbook/margins.py
 # :pyobject: nearest_targets
 # ```
 
 # %%
 x_m, _ = subset(data.x_test, data.y_test, P.margin_points, seed=0)
-found = {name: rb.input_margin(m, x_m) for name, m in models[P.seeds[0]].items()}
-histogram = pd.concat([pd.DataFrame({"model": n, "input margin": r.margin.numpy()}) for n, r in found.items()])
+found = {
+    name: rb.input_margin(m, x_m) for name, m in models[P.seeds[0]].items()
+}
+histogram = pd.concat(
+    [
+        pd.DataFrame({"model": n, "input margin": r.margin.numpy()})
+        for n, r in found.items()
+    ]
+)
+fab_failures = sum(r.failures for r in found.values())
 
 # %%
-ax = sns.histplot(histogram, x="input margin", hue="model", element="step", stat="density", common_norm=False, bins=30)
+ax = sns.histplot(
+    histogram,
+    x="input margin",
+    hue="model",
+    element="step",
+    stat="density",
+    common_norm=False,
+    bins=30,
+)
 ax.axvline(P.eps, color="0.3", ls=":", lw=1)
 plt.show()
 
 # %% tags=["remove-cell"]
-res.glue("fab_failures", sum(r.failures for r in found.values()))
+res.glue("fab_failures", fab_failures)
 res.glue("margin_points", len(x_m))
 
 # %% [markdown]
@@ -244,42 +322,59 @@ res.glue("margin_points", len(x_m))
 # above, with the network's gradients in place of $w_i - w_j$:
 
 # %% [markdown]
-# ```{literalinclude} ../../lib/robustbook/attacks.py
+# ```{literalinclude} ../../lib/robustbook/margins.py
 # :pyobject: linear_boundary_distance
 # ```
 
+# `margins.check_against_linear` computes the exact margins of a linear model and the two FAB estimates
+# (one untargeted run, pyautoattack's default; and the book's estimator) on the same points:
+
 # %%
-def linear_check(seed):
-    linear = rb.zoo.load("linear", data, seed=seed, linear_epochs=P.linear_epochs)
-    exact = rb.linear_input_margin(linear[1].weight, linear[1].bias, x_m)
-    default = rb.input_margin(linear, x_m, targeted=0, untargeted=1, bisection_steps=0)   # pyautoattack's default
-    ours = rb.input_margin(linear, x_m)
-    return linear, exact, default, ours
-
-
-rb.zoo.load_seeds(["linear"], data, P.seeds, linear_epochs=P.linear_epochs)      # trains the missing ones, once
-checks = {seed: linear_check(seed) for seed in P.seeds}
-linear_rows = {seed: {"clean accuracy": accuracy(c[0], data.x_test, data.y_test),
-                      "one default FAB run": margins.compare_to_exact(c[2].distance, c[1])["agreement"],
-                      "our estimator": margins.compare_to_exact(c[3].distance, c[1])["agreement"]}
-               for seed, c in checks.items()}
-linear_summary = {k: rb.OverSeeds({s: r[k] for s, r in linear_rows.items()}) for k in linear_rows[P.seeds[0]]}
+linears = rb.zoo.load_seeds(
+    ["linear"], data, P.seeds, linear_epochs=P.linear_epochs
+)
+checks = {
+    seed: margins.check_against_linear(ms["linear"], x_m)
+    for seed, ms in linears.items()
+}
+linear_rows = {
+    seed: {
+        "clean accuracy": accuracy(
+            linears[seed]["linear"], data.x_test, data.y_test
+        ),
+        "one default FAB run": c.default_vs_exact["agreement"],
+        "our estimator": c.ours_vs_exact["agreement"],
+    }
+    for seed, c in checks.items()
+}
+linear_summary = {
+    k: rb.OverSeeds({s: r[k] for s, r in linear_rows.items()})
+    for k in linear_rows[P.seeds[0]]
+}
+comparisons = {seed: c.ours_vs_exact for seed, c in checks.items()}
+below_exact = {seed: c["below_exact"] for seed, c in comparisons.items()}
 tables.per_seed(linear_summary, ".1%")
 
 # %%
-linear, exact, default, ours = checks[P.seeds[0]]
+first = checks[P.seeds[0]]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
-for ax, (label, r) in zip(axes, [("one default run", default), ("our estimator", ours)]):
-    plots.estimate_vs_exact(exact.numpy(), r.distance.numpy(), label=f"FAB ({label})", ax=ax)
+for ax, (label, r) in zip(
+    axes, [("one default run", first.default), ("our estimator", first.ours)]
+):
+    plots.estimate_vs_exact(
+        first.exact.numpy(), r.distance.numpy(), label=f"FAB ({label})", ax=ax
+    )
 plt.show()
 
 # %% tags=["remove-cell"]
-comparisons = {seed: margins.compare_to_exact(c[3].distance, c[1]) for seed, c in checks.items()}
 res.glue("linear_clean_accuracy", linear_summary["clean accuracy"])
 res.glue("fab_default_agreement", linear_summary["one default FAB run"])
 res.glue("linear_margin_agreement", linear_summary["our estimator"])
-res.glue("linear_margin_median_relative_gap", rb.OverSeeds({s: c["median_relative_gap"] for s, c in comparisons.items()}))
-res.glue("linear_margin_below_exact", sum(c["below_exact"] for c in comparisons.values()))
+res.glue(
+    "linear_margin_median_relative_gap",
+    rb.OverSeeds({s: c["median_relative_gap"] for s, c in comparisons.items()}),
+)
+res.glue("linear_margin_below_exact", sum(below_exact.values()))
 
 # %% [markdown]
 # The linear models reach {glue:text}`linear_clean_accuracy.mean:.1%` test accuracy. With a single
@@ -301,14 +396,12 @@ res.glue("linear_margin_below_exact", sum(c["below_exact"] for c in comparisons.
 # - Exact margins are available only for special models; the linear case is our yardstick for the
 #   estimator used in the rest of the book.
 
-# %% tags=["remove-cell"]
-res.glue("colab_note", estimate.colab_note("01_local_robustness"))
-
 # %% [markdown]
 # ## On a GPU
 #
-# {glue:text}`colab_note` Run it with `python -m robustbook run 01_local_robustness --profile colab`, or open the
-# chapter on Colab (the rocket button above).
+# ```{glue:md} gpu_section
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## What we expected, and what we measured
@@ -319,31 +412,61 @@ res.glue("colab_note", estimate.colab_note("01_local_robustness"))
 
 # %% tags=["remove-input"]
 madry = papers.number("01_local_robustness", "madry_mnist_pgd")
-res.claim(f"standard training leaves {rb.data.label(P.dataset)} brittle: AutoAttack robust accuracy at eps "
-          "is at most 60%",
-          summary["standard"]["robust accuracy"], "<=", 0.60, "Szegedy et al. (2014); Goodfellow et al. (2015)",
-          fmt=".1%")
-res.claim("PGD adversarial training raises AutoAttack robust accuracy at eps by at least 20 points",
-          gain, ">=", 0.20, f"Madry et al. (2018): {madry['value']:.1%} robust on {madry['setting']} ({madry['source']})",
-          fmt=".1%")
-res.claim("adversarial training costs at least one point of clean accuracy", -1 * clean_change, ">=", 0.01,
-          "Madry et al. (2018); Tsipras et al. (2019)", enforce=False, fmt=".1%",
-          reason="reported, not enforced: the cost depends on how close the classes' balls come (several points "
-                 "on CIFAR-10, a fraction of a point either way on the 8x8 digits), so the table shows what the "
-                 "seeds give")
-res.claim("one default FAB run misses the exact margin (by > 1e-3) on at least 1% more of the points than the "
-          "book's estimator", linear_summary["our estimator"] - linear_summary["one default FAB run"], ">=", 0.01,
-          "our analysis of FAB's target choice", fmt=".1%")
-res.claim("the book's FAB estimator is within 1e-3 of the exact margin on at least 99% of the points",
-          linear_summary["our estimator"], ">=", 0.99, "Croce & Hein (2020): FAB finds near-minimal perturbations",
-          fmt=".1%")
-res.claim("FAB is never below the exact linear margin", {s: c["below_exact"] for s, c in comparisons.items()},
-          "==", 0, "FAB returns real adversarial points; the exact margin is a minimum", fmt=".0f")
-res.save()
-res.claims_table()
-
-# %% tags=["remove-cell"]
-res.enforce(P.profile == "cpu")
+res.claim(
+    f"standard training leaves {rb.data.label(P.dataset)} brittle: AutoAttack robust accuracy at eps "
+    "is at most 60%",
+    summary["standard"]["robust accuracy"],
+    "<=",
+    0.60,
+    "Szegedy et al. (2014); Goodfellow et al. (2015)",
+    fmt=".1%",
+)
+res.claim(
+    "PGD adversarial training raises AutoAttack robust accuracy at eps by at least 20 points",
+    gain,
+    ">=",
+    0.20,
+    f"Madry et al. (2018): {madry['value']:.1%} robust on {madry['setting']} ({madry['source']})",
+    fmt=".1%",
+)
+res.claim(
+    "adversarial training costs at least one point of clean accuracy",
+    -1 * clean_change,
+    ">=",
+    0.01,
+    "Madry et al. (2018); Tsipras et al. (2019)",
+    enforce=False,
+    fmt=".1%",
+    reason="reported, not enforced: the cost depends on how close the classes' balls come (several points "
+    "on CIFAR-10, a fraction of a point either way on the 8x8 digits), so the table shows what the "
+    "seeds give",
+)
+res.claim(
+    "one default FAB run misses the exact margin (by > 1e-3) on at least 1% more of the points than the "
+    "book's estimator",
+    linear_summary["our estimator"] - linear_summary["one default FAB run"],
+    ">=",
+    0.01,
+    "our analysis of FAB's target choice",
+    fmt=".1%",
+)
+res.claim(
+    "the book's FAB estimator is within 1e-3 of the exact margin on at least 99% of the points",
+    linear_summary["our estimator"],
+    ">=",
+    0.99,
+    "Croce & Hein (2020): FAB finds near-minimal perturbations",
+    fmt=".1%",
+)
+res.claim(
+    "FAB is never below the exact linear margin",
+    below_exact,
+    "==",
+    0,
+    "FAB returns real adversarial points; the exact margin is a minimum",
+    fmt=".0f",
+)
+res.finish(enforce=P.profile == "cpu")
 
 # %% [markdown]
 # ## Exercises
@@ -361,8 +484,11 @@ res.enforce(P.profile == "cpu")
 # ```
 
 # %%
-half = rb.robust_accuracy(standard, x_eval, y_eval, P.eps / 2, setting=setting)
-print(f"robust accuracy at eps/2: {half:.1%}  (at eps: {per_seed[P.seeds[0]]['standard']['robust accuracy']:.1%})")
+half = rb.robust_accuracy(
+    standard_model, x_eval, y_eval, P.eps / 2, setting=setting
+)
+at_eps = per_seed[P.seeds[0]]["standard"]["robust accuracy"]
+print(f"robust accuracy at eps/2: {half:.1%}  (at eps: {at_eps:.1%})")
 
 # %% [markdown]
 # Much more than half: robust accuracy is the share of points whose margin exceeds the radius, and
@@ -409,10 +535,20 @@ robust_model = models[P.seeds[0]]["pgd"]
 l2 = rb.input_margin(robust_model, x_m, "L2")
 linf = found["pgd"]
 d = x_m[0].numel()
-print(f"median Linf margin {linf.margin.median():.3f}, median L2 margin {l2.margin.median():.3f}, "
-      f"sqrt(d) x Linf {d ** 0.5 * linf.margin.median():.3f}")
-print("Linf <= L2 <= sqrt(d) Linf on every point:",
-      bool(((linf.margin <= l2.margin + 1e-6) & (l2.margin <= d ** 0.5 * linf.margin + 1e-6)).all()))
+print(
+    f"median Linf margin {linf.margin.median():.3f}, "
+    f"median L2 margin {l2.margin.median():.3f}, "
+    f"sqrt(d) x Linf {d**0.5 * linf.margin.median():.3f}"
+)
+print(
+    "Linf <= L2 <= sqrt(d) Linf on every point:",
+    bool(
+        (
+            (linf.margin <= l2.margin + 1e-6)
+            & (l2.margin <= d**0.5 * linf.margin + 1e-6)
+        ).all()
+    ),
+)
 
 # %% [markdown]
 # The $\ell_2$ margin lies between the two, closer to the $\ell_\infty$ margin than to $\sqrt{d}$ times it:

@@ -12,14 +12,19 @@
 # ---
 
 # %% tags=["remove-cell"]
-# On Colab: install this book's library and its Colab extras; Colab's torch and torchvision stay as they are.
+# On Colab: install this book's library and its Colab extras;
+# Colab's torch and torchvision stay as they are.
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    source = os.environ.get("ROBUSTBOOK_INSTALL_SOURCE", "git+https://github.com/robustbook/robustbook@main")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"robustbook[colab] @ {source}"], check=True)
+    source = os.environ.get(
+        "ROBUSTBOOK_INSTALL_SOURCE",
+        "git+https://github.com/robustbook/robustbook@main",
+    )
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"robustbook[colab] @ {source}"], check=True)
 
 # %% [markdown]
 # # Just avoid robust inaccuracy: ERA, abstaining, compositional models
@@ -98,7 +103,7 @@ import pandas as pd
 import robustbook as rb
 from robustbook import abstain, plots
 from robustbook.attacks import AUTOATTACK_SETTINGS, predict_logits
-from robustbook.book import estimate, papers, tables
+from robustbook.book import papers, tables
 from robustbook.data import subset
 
 P, res = rb.start("04_avoid_robust_inaccuracy", globals())
@@ -116,43 +121,82 @@ P.table()
 # data and a new initialisation.
 
 # %%
-def synthetic(seed):
-    return rb.load_dataset("blobs", means=[(0.25, 0.25), (0.75, 0.75), (0.55, 0.80)],
-                           stds=[(0.05, 0.05), (0.05, 0.05), (0.0167, 0.025)], counts=[485, 499, 16], seed=seed)
-
-
-syn_params = dict(synthetic_epochs=P.synthetic_epochs, synthetic_eps=P.synthetic_eps,
-                  synthetic_beta=P.synthetic_beta)
-syn_names = {"standard": "synthetic_standard", "trades": "synthetic_trades", "era": "synthetic_era"}
-syn_data = {s: synthetic(s) for s in P.seeds}
-loaded = iter(rb.zoo.load_many([(r, {**syn_params, "seed": s}, syn_data[s]) for s in P.seeds
-                                for r in syn_names.values()]))
+syn_params = dict(
+    synthetic_epochs=P.synthetic_epochs,
+    synthetic_eps=P.synthetic_eps,
+    synthetic_beta=P.synthetic_beta,
+)
+syn_names = {
+    "standard": "synthetic_standard",
+    "trades": "synthetic_trades",
+    "era": "synthetic_era",
+}
+syn_data = {s: rb.load_dataset("synthetic", seed=s) for s in P.seeds}
+loaded = iter(
+    rb.zoo.load_many(
+        [
+            (r, {**syn_params, "seed": s}, syn_data[s])
+            for s in P.seeds
+            for r in syn_names.values()
+        ]
+    )
+)
 syn_models = {s: {n: next(loaded) for n in syn_names} for s in P.seeds}
+
 
 # %%
 def synthetic_metrics(seed):
     x, y = syn_data[seed].x_train, syn_data[seed].y_train
-    flags = {n: abstain.indicators(m, x, y, P.synthetic_eps, attack_name="pgd", steps=P.synthetic_eval_steps,
-                                   restarts=1) for n, m in syn_models[seed].items()}
-    out = {n: abstain.robustness_metrics(*f) for n, f in flags.items()}
-    composed = abstain.compositional(flags["era"][1], *flags["era"], *flags["standard"])
-    out["compositional"] = {"r_nat": composed["natural_accuracy"], "r_rob_acc": composed["robust_accuracy"],
-                            "r_rob_inacc": composed["r_rob_inacc"]}
+    flags = {
+        n: abstain.indicators(
+            m,
+            x,
+            y,
+            P.synthetic_eps,
+            attack_name="pgd",
+            steps=P.synthetic_eval_steps,
+            restarts=1,
+        )
+        for n, m in syn_models[seed].items()
+    }
+    out = {n: f.metrics() for n, f in flags.items()}
+    # Figure 1's selector: the ERA model's own robustness; the standard
+    # model answers the rest
+    composed = abstain.compositional(
+        flags["era"].robust, flags["era"], flags["standard"]
+    )
+    out["compositional"] = {
+        "r_nat": composed["natural_accuracy"],
+        "r_rob_acc": composed["robust_accuracy"],
+        "r_rob_inacc": composed["r_rob_inacc"],
+    }
     return out
 
 
 syn = {s: synthetic_metrics(s) for s in P.seeds}
 metrics = ("r_nat", "r_rob_acc", "r_rob_inacc")
-syn_summary = {n: {k: rb.OverSeeds({s: syn[s][n][k] for s in P.seeds}) for k in metrics} for n in syn[P.seeds[0]]}
+syn_summary = {
+    n: {k: rb.OverSeeds({s: syn[s][n][k] for s in P.seeds}) for k in metrics}
+    for n in syn[P.seeds[0]]
+}
+synthetic_cut = (
+    syn_summary["trades"]["r_rob_inacc"] - syn_summary["era"]["r_rob_inacc"]
+)
 
 # %%
 first = P.seeds[0]
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
 for ax, (name, model) in zip(axes, syn_models[first].items()):
     m = syn[first][name]
-    plots.decision_regions(model, syn_data[first].x_train, syn_data[first].y_train, ax=ax,
-                           title=f"{name}: $R_{{nat}}$ {m['r_nat']:.1%}, $R^{{acc}}_{{rob}}$ {m['r_rob_acc']:.1%}, "
-                                 f"$R^{{inacc}}_{{rob}}$ {m['r_rob_inacc']:.1%}")
+    plots.decision_regions(
+        model,
+        syn_data[first].x_train,
+        syn_data[first].y_train,
+        ax=ax,
+        title=f"{name}: $R_{{nat}}$ {m['r_nat']:.1%}, "
+        f"$R^{{acc}}_{{rob}}$ {m['r_rob_acc']:.1%}, "
+        f"$R^{{inacc}}_{{rob}}$ {m['r_rob_inacc']:.1%}",
+    )
 plt.show()
 
 # %% [markdown]
@@ -161,8 +205,11 @@ plt.show()
 # ours, mean ± std over seeds:
 
 # %%
-reported = {e["key"].split(".")[1]: e for e in papers.numbers("04_avoid_robust_inaccuracy")
-            if e["key"].startswith("synthetic.")}
+reported = {
+    e["key"].split(".")[1]: e
+    for e in papers.numbers("04_avoid_robust_inaccuracy")
+    if e["key"].startswith("synthetic.")
+}
 rows = {}
 for name, cols in syn_summary.items():
     for k in metrics:
@@ -174,7 +221,6 @@ pd.DataFrame(rows).T
 res.glue("synthetic_beta", P.synthetic_beta)
 res.glue("synthetic_eval_steps", P.synthetic_eval_steps)
 res.glue("synthetic", syn_summary)
-synthetic_cut = syn_summary["trades"]["r_rob_inacc"] - syn_summary["era"]["r_rob_inacc"]
 res.glue("synthetic_era_cut", synthetic_cut)
 
 # %% [markdown]
@@ -194,18 +240,37 @@ res.glue("synthetic_era_cut", synthetic_cut)
 # %%
 data = rb.load_dataset(P.dataset, points=P.data_points)
 x, y = subset(data.x_test, data.y_test, P.eval_points, seed=0)
-params = dict(eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps, selector_eps=P.selector_eps,
-              era_epochs=P.era_epochs, era_lr=P.era_lr, era_beta=P.era_beta, era_base=P.robust_model)
+params = dict(
+    eps=P.eps,
+    epochs=P.epochs,
+    width=P.width,
+    attack_steps=P.train_steps,
+    selector_eps=P.selector_eps,
+    era_epochs=P.era_epochs,
+    era_lr=P.era_lr,
+    era_beta=P.era_beta,
+    era_base=P.robust_model,
+)
 names = {"core": P.core_model, "robust": P.robust_model, "era": "era"}
 requests = [(r, {**params, "seed": s}) for s in P.seeds for r in names.values()]
-requests += [("era", {**params, "seed": first, "era_beta": b}) for b in P.betas]    # for the beta sweep below
+requests += [
+    ("era", {**params, "seed": first, "era_beta": b}) for b in P.betas
+]  # for the beta sweep below
 loaded = iter(rb.zoo.load_many(requests, data))
 image_models = {s: {n: next(loaded) for n in names} for s in P.seeds}
 swept = [next(loaded) for _ in P.betas]
 attack = dict(setting=AUTOATTACK_SETTINGS[P.autoattack])
-flags = {s: {n: abstain.indicators(m, x, y, P.eps, **attack) for n, m in ms.items()} for s, ms in image_models.items()}
-d_metrics = {n: {k: rb.OverSeeds({s: abstain.robustness_metrics(*flags[s][n])[k] for s in P.seeds}) for k in metrics}
-             for n in names}
+flags = abstain.indicators_many(image_models, x, y, P.eps, **attack)
+d_metrics = {
+    n: {
+        k: rb.OverSeeds({s: flags[s][n].metrics()[k] for s in P.seeds})
+        for k in metrics
+    }
+    for n in names
+}
+era_cut = (
+    d_metrics["robust"]["r_rob_inacc"] - d_metrics["era"]["r_rob_inacc"]
+)  # > 0: ERA removed some
 tables.mean_std(d_metrics, ".1%", index="model")
 
 # %% tags=["remove-cell"]
@@ -213,7 +278,6 @@ res.glue("eps", P.eps)
 res.glue("selector_eps", P.selector_eps)
 res.glue("autoattack", attack["setting"].describe())
 res.glue("robust_inacc", d_metrics["robust"]["r_rob_inacc"])
-era_cut = d_metrics["robust"]["r_rob_inacc"] - d_metrics["era"]["r_rob_inacc"]
 res.glue("era_cut", era_cut)
 
 # %% [markdown]
@@ -241,28 +305,60 @@ res.glue("era_cut", era_cut)
 # and its selector-aware PGD routes take at least the selector's own steps and restarts:
 
 # %%
-e2e = abstain.composed_attack(P.e2e_steps, 1, P.autoattack, P.selector_steps, P.selector_restarts)
+e2e = abstain.composed_attack(
+    P.e2e_steps, 1, P.autoattack, P.selector_steps, P.selector_restarts
+)
 e2e
+
 
 # %%
 def compose(seed):
     ms = image_models[seed]
-    selector = abstain.EmpiricalSelector(ms["era"], P.selector_eps, steps=P.selector_steps,
-                                         restarts=P.selector_restarts, seed=seed).fit_surrogate(data.x_val)
+    selector = abstain.EmpiricalSelector(
+        ms["era"],
+        P.selector_eps,
+        steps=P.selector_steps,
+        restarts=P.selector_restarts,
+        seed=seed,
+    ).fit_surrogate(data.x_val)
     composed = abstain.ComposedModel(ms["core"], ms["era"], selector)
-    return abstain.evaluate_composed(composed, x, y, P.eps, flags[seed]["core"], flags[seed]["era"],
-                                     steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack, seed=seed)
+    return abstain.evaluate_composed(
+        composed,
+        x,
+        y,
+        P.eps,
+        flags[seed]["core"],
+        flags[seed]["era"],
+        steps=e2e.steps,
+        restarts=e2e.restarts,
+        autoattack=e2e.autoattack,
+        seed=seed,
+    )
 
 
 composed_runs = {s: compose(s) for s in P.seeds}
-names_shown = {"selected": "selected", "natural_accuracy": "natural accuracy",
-               "robust_accuracy_formula": "robust accuracy (formula)",
-               "robust_accuracy_attack": "robust accuracy (attacked)"}
-comp = {shown: rb.OverSeeds({s: composed_runs[s][k] for s in P.seeds}) for k, shown in names_shown.items()}
+names_shown = {
+    "selected": "selected",
+    "natural_accuracy": "natural accuracy",
+    "robust_accuracy_formula": "robust accuracy (formula)",
+    "robust_accuracy_attack": "robust accuracy (attacked)",
+}
+comp = {
+    shown: rb.OverSeeds({s: composed_runs[s][k] for s in P.seeds})
+    for k, shown in names_shown.items()
+}
 core_rob = d_metrics["core"]["r_rob_acc"]
-comparison = {"core": {"natural accuracy": d_metrics["core"]["r_nat"], "robust accuracy (formula)": core_rob,
-                       "robust accuracy (attacked)": core_rob},
-              "compositional": {k: v for k, v in comp.items() if k != "selected"}}
+comparison = {
+    "core": {
+        "natural accuracy": d_metrics["core"]["r_nat"],
+        "robust accuracy (formula)": core_rob,
+        "robust accuracy (attacked)": core_rob,
+    },
+    "compositional": {k: v for k, v in comp.items() if k != "selected"},
+}
+formula_gap = (
+    comp["robust accuracy (formula)"] - comp["robust accuracy (attacked)"]
+)
 tables.mean_std(comparison, ".1%")
 
 # %% [markdown]
@@ -270,18 +366,36 @@ tables.mean_std(comparison, ".1%")
 # without any attack), per seed:
 
 # %%
-pd.DataFrame({f"seed {s}": r["broken_by"] for s, r in composed_runs.items()}).rename_axis("route")
+pd.DataFrame(
+    {f"seed {s}": r["broken_by"] for s, r in composed_runs.items()}
+).rename_axis("route")
 
 # %% tags=["remove-cell"]
-res.glue("images", {"core": {"natural_accuracy": d_metrics["core"]["r_nat"], "robust_accuracy": core_rob},
-                    "compositional": {"natural_accuracy": comp["natural accuracy"],
-                                      "robust_accuracy_formula": comp["robust accuracy (formula)"],
-                                      "robust_accuracy_attack": comp["robust accuracy (attacked)"]}})
+res.glue(
+    "images",
+    {
+        "core": {
+            "natural_accuracy": d_metrics["core"]["r_nat"],
+            "robust_accuracy": core_rob,
+        },
+        "compositional": {
+            "natural_accuracy": comp["natural accuracy"],
+            "robust_accuracy_formula": comp["robust accuracy (formula)"],
+            "robust_accuracy_attack": comp["robust accuracy (attacked)"],
+        },
+    },
+)
 res.glue("selected_share", comp["selected"])
 res.glue("n_eval", len(y))
-res.glue("broken_by", {route: rb.OverSeeds({s: composed_runs[s]["broken_by"][route] for s in P.seeds})
-                       for route in composed_runs[P.seeds[0]]["broken_by"]})
-formula_gap = comp["robust accuracy (formula)"] - comp["robust accuracy (attacked)"]
+res.glue(
+    "broken_by",
+    {
+        route: rb.OverSeeds(
+            {s: composed_runs[s]["broken_by"][route] for s in P.seeds}
+        )
+        for route in composed_runs[P.seeds[0]]["broken_by"]
+    },
+)
 res.glue("formula_gap", formula_gap)
 
 # %% [markdown]
@@ -303,9 +417,16 @@ res.glue("formula_gap", formula_gap)
 # %%
 radius = {}
 for r in sorted({P.eps, P.selector_eps, 2 * P.eps}):
-    chosen = abstain.empirically_robust(image_models[first]["era"], x, r, steps=P.selector_steps,
-                                        restarts=P.selector_restarts)
-    radius[r] = abstain.compositional(chosen, *flags[first]["era"], *flags[first]["core"])
+    chosen = abstain.empirically_robust(
+        image_models[first]["era"],
+        x,
+        r,
+        steps=P.selector_steps,
+        restarts=P.selector_restarts,
+    )
+    radius[f"{r:.3g}"] = abstain.compositional(
+        chosen, flags[first]["era"], flags[first]["core"]
+    )
 pd.DataFrame(radius).T.rename_axis("selector radius").style.format("{:.1%}")
 
 # %% [markdown]
@@ -315,14 +436,29 @@ pd.DataFrame(radius).T.rename_axis("selector radius").style.format("{:.1%}")
 # $\beta$ removes more robust inaccuracy but also robustness from correct points (first seed).
 
 # %%
-sweep = {beta: abstain.evaluate(model, x, y, P.eps, **attack) for beta, model in zip(P.betas, swept)}
+sweep = {
+    beta: abstain.evaluate(model, x, y, P.eps, **attack)
+    for beta, model in zip(P.betas, swept)
+}
 sweep = pd.DataFrame(sweep).T.rename_axis("beta")
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
-ax.plot(sweep.index, sweep["r_rob_inacc"], marker="o", label=r"$R^{inacc}_{rob}$")
-ax.plot(sweep.index, 1 - sweep["r_rob_acc"], marker="s", label=r"$1 - R^{acc}_{rob}$")
-ax.axhline(d_metrics["robust"]["r_rob_inacc"].per_seed[first], color="0.5", ls=":", label="TRADES (before ERA)")
+ax.plot(
+    sweep.index, sweep["r_rob_inacc"], marker="o", label=r"$R^{inacc}_{rob}$"
+)
+ax.plot(
+    sweep.index,
+    1 - sweep["r_rob_acc"],
+    marker="s",
+    label=r"$1 - R^{acc}_{rob}$",
+)
+ax.axhline(
+    d_metrics["robust"]["r_rob_inacc"].per_seed[first],
+    color="0.5",
+    ls=":",
+    label="TRADES (before ERA)",
+)
 ax.set(xscale="log", xlabel=r"ERA $\beta$", ylabel="share of test points")
 ax.legend()
 plt.show()
@@ -331,23 +467,44 @@ plt.show()
 # ## The paper's Table 1 next to ours
 
 # %%
-table1 = pd.DataFrame([e for e in papers.numbers("04_avoid_robust_inaccuracy") if e["key"].startswith("table1.")])
-table1 = table1[["setting", "core_natural", "core_robust", "compositional_natural", "compositional_robust"]]
-ours = pd.DataFrame([{"setting": f"ours: {P.dataset}, Linf {P.eps:.3g} (attacked: "
-                                 f"{comp['robust accuracy (attacked)'].mean:.1%})",
-                      "core_natural": d_metrics["core"]["r_nat"].mean, "core_robust": core_rob.mean,
-                      "compositional_natural": comp["natural accuracy"].mean,
-                      "compositional_robust": comp["robust accuracy (formula)"].mean}])
-pd.concat([table1, ours], ignore_index=True).style.format("{:.1%}", subset=list(table1.columns[1:]), na_rep="–")
-
-# %% tags=["remove-cell"]
-res.glue("colab_note", estimate.colab_note("04_avoid_robust_inaccuracy"))
+table1 = pd.DataFrame(
+    [
+        e
+        for e in papers.numbers("04_avoid_robust_inaccuracy")
+        if e["key"].startswith("table1.")
+    ]
+)
+table1 = table1[
+    [
+        "setting",
+        "core_natural",
+        "core_robust",
+        "compositional_natural",
+        "compositional_robust",
+    ]
+]
+ours = pd.DataFrame(
+    [
+        {
+            "setting": f"ours: {P.dataset}, Linf {P.eps:.3g} (attacked: "
+            f"{comp['robust accuracy (attacked)'].mean:.1%})",
+            "core_natural": d_metrics["core"]["r_nat"].mean,
+            "core_robust": core_rob.mean,
+            "compositional_natural": comp["natural accuracy"].mean,
+            "compositional_robust": comp["robust accuracy (formula)"].mean,
+        }
+    ]
+)
+pd.concat([table1, ours], ignore_index=True).style.format(
+    "{:.1%}", subset=list(table1.columns[1:]), na_rep="–"
+)
 
 # %% [markdown]
 # ## On a GPU
 #
-# {glue:text}`colab_note` Run it with `python -m robustbook run 04_avoid_robust_inaccuracy --profile colab`, or open the
-# chapter on Colab (the rocket button above).
+# ```{glue:md} gpu_section
+# :format: myst
+# ```
 
 # %% [markdown]
 # The paper's robust accuracies are by the formula; ours are given both ways.
@@ -355,41 +512,83 @@ res.glue("colab_note", estimate.colab_note("04_avoid_robust_inaccuracy"))
 # ## What we expected, and what we measured
 
 # %% tags=["remove-input"]
-fig1 = (f"Merkli et al., Figure 1: TRADES {reported['trades']['r_rob_inacc']:.1%} robust inaccuracy, "
-        f"ERA {reported['era']['r_rob_inacc']:.1%}")
-res.claim("on the synthetic example, ERA has less robust inaccuracy than TRADES", synthetic_cut, ">", 0.0, fig1, fmt=".1%",
-          enforce=False, reason="ERA removes part of TRADES's robust inaccuracy on some seeds and none on others; "
-                                "compare the per-seed values")
-res.claim("on the synthetic example, ERA keeps TRADES's robust accuracy (within 2 points)",
-          syn_summary["era"]["r_rob_acc"] - syn_summary["trades"]["r_rob_acc"], ">=", -0.02, fig1, fmt=".1%")
-res.claim("on the synthetic example, the compositional model is as accurate as the standard one (within 1 point)",
-          syn_summary["compositional"]["r_nat"] - syn_summary["standard"]["r_nat"], ">=", -0.01,
-          "Merkli et al., Figure 1: compositional 100% natural accuracy", fmt=".1%", enforce=False,
-          reason="the selector keeps the ERA model's answer on its remaining robust-inaccurate points, which stay wrong")
+fig1 = (
+    f"Merkli et al., Figure 1: TRADES {reported['trades']['r_rob_inacc']:.1%} robust inaccuracy, "
+    f"ERA {reported['era']['r_rob_inacc']:.1%}"
+)
+res.claim(
+    "on the synthetic example, ERA has less robust inaccuracy than TRADES",
+    synthetic_cut,
+    ">",
+    0.0,
+    fig1,
+    fmt=".1%",
+    enforce=False,
+    reason="ERA removes part of TRADES's robust inaccuracy on some seeds and none on others; "
+    "compare the per-seed values",
+)
+res.claim(
+    "on the synthetic example, ERA keeps TRADES's robust accuracy (within 2 points)",
+    syn_summary["era"]["r_rob_acc"] - syn_summary["trades"]["r_rob_acc"],
+    ">=",
+    -0.02,
+    fig1,
+    fmt=".1%",
+)
+res.claim(
+    "on the synthetic example, the compositional model is as accurate as the standard one (within 1 point)",
+    syn_summary["compositional"]["r_nat"] - syn_summary["standard"]["r_nat"],
+    ">=",
+    -0.01,
+    "Merkli et al., Figure 1: compositional 100% natural accuracy",
+    fmt=".1%",
+    enforce=False,
+    reason="the selector keeps the ERA model's answer on its remaining robust-inaccurate points, which stay wrong",
+)
 on = rb.data.label(P.dataset)
-res.claim(f"on {on}, ERA lowers robust inaccuracy", era_cut, ">", 0.0, "Merkli et al. (2022)",
-          enforce=False, fmt=".2%", reason="a few epochs of fine-tuning at our scale; the paper fine-tunes for 50")
+res.claim(
+    f"on {on}, ERA lowers robust inaccuracy",
+    era_cut,
+    ">",
+    0.0,
+    "Merkli et al. (2022)",
+    enforce=False,
+    fmt=".2%",
+    reason="a few epochs of fine-tuning at our scale; the paper fine-tunes for 50",
+)
 t1 = papers.number("04_avoid_robust_inaccuracy", "table1.cifar10")
-res.claim(f"on {on}, the compositional model keeps the core's natural accuracy (within 1 point)",
-          comp["natural accuracy"] - d_metrics["core"]["r_nat"], ">=", -0.01,
-          f"Merkli et al., Table 1: {t1['core_natural']:.1%} -> {t1['compositional_natural']:.1%} ({t1['setting']})",
-          fmt=".1%", enforce=False,
-          reason="the paper's finding; here the selector hands the ERA model some points the core gets right and the "
-                 "ERA model does not (few epochs of fine-tuning at our scale)")
-res.claim(f"on {on}, the compositional model is at least 20 points more robust than the core, attacked end to "
-          "end",
-          comp["robust accuracy (attacked)"] - core_rob, ">=", 0.20,
-          f"Merkli et al., Table 1: {t1['core_robust']:.1%} -> {t1['compositional_robust']:.1%} ({t1['setting']}, by the formula)",
-          enforce=False, fmt=".1%",
-          reason="the formula keeps the selector's verdict at the clean input; an attacker moves inputs across the "
-                 "selector, into the region where the non-robust core answers (chapter 6)")
-res.claim("the formula overstates the attacked robust accuracy of the compositional model by at least 5 points",
-          formula_gap, ">=", 0.05, "our end-to-end attack (chapter 6 measures it for several selectors)", fmt=".1%")
-res.save()
-res.claims_table()
-
-# %% tags=["remove-cell"]
-res.enforce(P.profile == "cpu")
+res.claim(
+    f"on {on}, the compositional model keeps the core's natural accuracy (within 1 point)",
+    comp["natural accuracy"] - d_metrics["core"]["r_nat"],
+    ">=",
+    -0.01,
+    f"Merkli et al., Table 1: {t1['core_natural']:.1%} -> {t1['compositional_natural']:.1%} ({t1['setting']})",
+    fmt=".1%",
+    enforce=False,
+    reason="the paper's finding; here the selector hands the ERA model some points the core gets right and the "
+    "ERA model does not (few epochs of fine-tuning at our scale)",
+)
+res.claim(
+    f"on {on}, the compositional model is at least 20 points more robust than the core, attacked end to "
+    "end",
+    comp["robust accuracy (attacked)"] - core_rob,
+    ">=",
+    0.20,
+    f"Merkli et al., Table 1: {t1['core_robust']:.1%} -> {t1['compositional_robust']:.1%} ({t1['setting']}, by the formula)",
+    enforce=False,
+    fmt=".1%",
+    reason="the formula keeps the selector's verdict at the clean input; an attacker moves inputs across the "
+    "selector, into the region where the non-robust core answers (chapter 6)",
+)
+res.claim(
+    "the formula overstates the attacked robust accuracy of the compositional model by at least 5 points",
+    formula_gap,
+    ">=",
+    0.05,
+    "our end-to-end attack (chapter 6 measures it for several selectors)",
+    fmt=".1%",
+)
+res.finish(enforce=P.profile == "cpu")
 
 # %% [markdown]
 # ## Exercises
@@ -407,10 +606,13 @@ res.enforce(P.profile == "cpu")
 # ```
 
 # %%
-m = abstain.robustness_metrics(*flags[first]["era"])
-print(f"sum of the four shares: {m['r_rob_acc'] + m['r_rob_inacc'] + m['nonrobust_acc'] + m['nonrobust_inacc']:.6f}")
-print(f"abstain robust accuracy: {m['abstain_robust_accuracy']:.3f} = "
-      f"{m['r_rob_acc']:.3f} / ({m['r_rob_acc']:.3f} + {m['r_rob_inacc']:.3f})")
+m = flags[first]["era"].metrics()
+shares = ("r_rob_acc", "r_rob_inacc", "nonrobust_acc", "nonrobust_inacc")
+print(f"sum of the four shares: {sum(m[k] for k in shares):.6f}")
+print(
+    f"abstain robust accuracy: {m['abstain_robust_accuracy']:.3f} = "
+    f"{m['r_rob_acc']:.3f} / ({m['r_rob_acc']:.3f} + {m['r_rob_inacc']:.3f})"
+)
 
 # %% [markdown]
 # Every point is correct or wrong, and robust or not: the four events partition the test set. The abstain
@@ -454,10 +656,16 @@ print(f"abstain robust accuracy: {m['abstain_robust_accuracy']:.3f} = "
 # %%
 ms = image_models[first]
 x_core = rb.attack("pgd", ms["core"], x, y, P.eps, steps=P.e2e_steps)
-handed_to_core = ~abstain.empirically_robust(ms["era"], x_core, P.selector_eps, steps=P.selector_steps,
-                                             restarts=P.selector_restarts)
+handed_to_core = ~abstain.empirically_robust(
+    ms["era"],
+    x_core,
+    P.selector_eps,
+    steps=P.selector_steps,
+    restarts=P.selector_restarts,
+)
 core_wrong = predict_logits(ms["core"], x_core).argmax(1) != y
-print(f"{int((handed_to_core & core_wrong).sum())} of {len(y)} test images are broken this way")
+broken = int((handed_to_core & core_wrong).sum())
+print(f"{broken} of {len(y)} test images are broken this way")
 
 # %% [markdown]
 # Many: the points the core gets wrong after the attack are mostly points the ERA model is *not* robust on

@@ -12,14 +12,19 @@
 # ---
 
 # %% tags=["remove-cell"]
-# On Colab: install this book's library and its Colab extras; Colab's torch and torchvision stay as they are.
+# On Colab: install this book's library and its Colab extras;
+# Colab's torch and torchvision stay as they are.
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    source = os.environ.get("ROBUSTBOOK_INSTALL_SOURCE", "git+https://github.com/robustbook/robustbook@main")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"robustbook[colab] @ {source}"], check=True)
+    source = os.environ.get(
+        "ROBUSTBOOK_INSTALL_SOURCE",
+        "git+https://github.com/robustbook/robustbook@main",
+    )
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"robustbook[colab] @ {source}"], check=True)
 
 # %% [markdown]
 # # Do cheap metrics predict robustness? A benchmark over a model zoo
@@ -73,7 +78,7 @@ import robustbook as rb
 from robustbook import measures as ms
 from robustbook import plots
 from robustbook.attacks import predict_logits, run_attacks
-from robustbook.book import estimate, papers, tables
+from robustbook.book import papers, tables
 from robustbook.shifts import CORRUPTIONS, SEVERITIES, corrupt, load_cifar10_1
 from robustbook.stats import granulated_kendall, kendall_tau
 
@@ -92,13 +97,32 @@ P.table()
 data = rb.load_dataset(P.dataset, points=P.data_points)
 grid = rb.zoo.grid(P.optimizers, P.lr_levels, P.depths, P.widths, P.dropouts)
 names = [rb.zoo.grid_name(point) for point in grid]
-zoos = {s: list(ms_.values()) for s, ms_ in rb.zoo.load_seeds(names, data, P.seeds, epochs=P.epochs).items()}
-accuracy = pd.DataFrame({f"seed {s}": [ms.performance(m, data.x_test, data.y_test, data.num_classes, ("accuracy",))["accuracy"]
-                                       for m in zoo] for s, zoo in zoos.items()})
+zoos = {
+    s: list(ms_.values())
+    for s, ms_ in rb.zoo.load_seeds(
+        names, data, P.seeds, epochs=P.epochs
+    ).items()
+}
+accuracy = pd.DataFrame(
+    {
+        f"seed {s}": [
+            ms.performance(
+                m, data.x_test, data.y_test, data.num_classes, ("accuracy",)
+            )["accuracy"]
+            for m in zoo
+        ]
+        for s, zoo in zoos.items()
+    }
+)
 
 # %%
-ax = sns.histplot(accuracy.melt(var_name="seed", value_name="clean test accuracy"), x="clean test accuracy",
-                  hue="seed", bins=20, element="step")
+ax = sns.histplot(
+    accuracy.melt(var_name="seed", value_name="clean test accuracy"),
+    x="clean test accuracy",
+    hue="seed",
+    bins=20,
+    element="step",
+)
 ax.set(ylabel="models")
 plt.show()
 
@@ -118,7 +142,12 @@ res.glue("n_seeds", len(P.seeds))
 # each corruption and severity:
 
 # %%
-plots.corruption_grid(data.x_test[:1], lambda x, name, s: corrupt(x, name, s, 0), list(CORRUPTIONS), SEVERITIES)
+plots.corruption_grid(
+    data.x_test[:1],
+    lambda x, name, s: corrupt(x, name, s, 0),
+    list(CORRUPTIONS),
+    SEVERITIES,
+)
 plt.show()
 
 # %% [markdown]
@@ -132,15 +161,28 @@ plt.show()
 # the most accurate model of the first seed:
 
 # %%
-attacks = {"fgsm": {"eps": P.attack_eps}, "pgd": {"eps": P.attack_eps, "steps": 10}, "bim": {"eps": P.attack_eps},
-           "deepfool": {"eps": P.attack_eps_l2, "steps": 20},
-           "cw": {"eps": P.attack_eps_l2, "steps": P.cw_steps, "search_steps": P.cw_search_steps}}
+attacks = {
+    "fgsm": {"eps": P.attack_eps},
+    "pgd": {"eps": P.attack_eps, "steps": 10},
+    "bim": {"eps": P.attack_eps},
+    "deepfool": {"eps": P.attack_eps_l2, "steps": 20},
+    "cw": {
+        "eps": P.attack_eps_l2,
+        "steps": P.cw_steps,
+        "search_steps": P.cw_search_steps,
+    },
+}
 first = P.seeds[0]
 best = zoos[first][int(accuracy[f"seed {first}"].idxmax())]
 x0, y0 = data.x_test[:1], data.y_test[:1]
 adversarial = {"clean": x0, **run_attacks(best, x0, y0, attacks)}
-plots.image_row([a[0] for a in adversarial.values()],
-                [f"{name}: {int(predict_logits(best, a).argmax())}" for name, a in adversarial.items()])
+plots.image_row(
+    [a[0] for a in adversarial.values()],
+    [
+        f"{name}: {int(predict_logits(best, a).argmax())}"
+        for name, a in adversarial.items()
+    ],
+)
 plt.show()
 
 # %% tags=["remove-cell"]
@@ -172,26 +214,61 @@ res.glue("attack_eps_l2", P.attack_eps_l2)
 # ```
 
 # %%
-natural = load_cifar10_1() if P.dataset == "cifar10" else None     # the natural shift, paper profile only
-study = {s: ms.study(zoo, data, attacks, P.attack_points, P.sharpness_points, seed=s,
-                     rgb=data.x_test.shape[1] == 3, natural=natural) for s, zoo in zoos.items()}
-taus = {s: ms.correlations(m, q) for s, (m, q, _) in study.items()}
+natural = (
+    load_cifar10_1() if P.dataset == "cifar10" else None
+)  # the natural shift, paper profile only
+study = {
+    s: ms.study(
+        zoo,
+        data,
+        attacks,
+        P.attack_points,
+        P.sharpness_points,
+        seed=s,
+        rgb=data.x_test.shape[1] == 3,
+        natural=natural,
+    )
+    for s, zoo in zoos.items()
+}
+taus = {s: ms.correlations(r.measures, r.quantities) for s, r in study.items()}
 measure_names = list(taus[first])
-quantity_names = [q for q in taus[first][measure_names[0]] if not q.endswith("shifted_accuracy")]
-mean_tau = pd.DataFrame({q: {m: np.mean([taus[s][m][q] for s in P.seeds]) for m in measure_names}
-                         for q in quantity_names})
-sharp_seconds = float(np.mean([sec for _, _, sec in study.values()]))
+quantity_names = [
+    q
+    for q in taus[first][measure_names[0]]
+    if not q.endswith("shifted_accuracy")
+]
+mean_tau = pd.DataFrame(
+    {
+        q: {m: np.mean([taus[s][m][q] for s in P.seeds]) for m in measure_names}
+        for q in quantity_names
+    }
+)
+sharp_seconds = float(np.mean([r.sharpness_seconds for r in study.values()]))
+nonpositive = sum(
+    int(m["margin_nonpositive"]) for r in study.values() for m in r.measures
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(13, 6.5))
-sns.heatmap(mean_tau, annot=True, fmt=".2f", cmap="RdBu_r", vmin=-1, vmax=1, ax=ax, annot_kws={"fontsize": 7})
-ax.set(title="Kendall's tau between measures (rows) and robustness quantities (columns), mean over seeds")
+sns.heatmap(
+    mean_tau,
+    annot=True,
+    fmt=".2f",
+    cmap="RdBu_r",
+    vmin=-1,
+    vmax=1,
+    ax=ax,
+    annot_kws={"fontsize": 7},
+)
+ax.set(
+    title="Kendall's tau between measures (rows) and robustness quantities "
+    "(columns), mean over seeds"
+)
 plt.show()
 
 # %% tags=["remove-cell"]
 res.glue("sharpness_seconds_per_model", sharp_seconds)
 res.glue("correlations", mean_tau.T.to_dict())
-nonpositive = sum(int(r["margin_nonpositive"]) for m, _, _ in study.values() for r in m)
 res.glue("margin_nonpositive_models", nonpositive)
 
 # %% [markdown]
@@ -210,22 +287,43 @@ res.glue("margin_nonpositive_models", nonpositive)
 top = {}
 for q in quantity_names:
     ranked = mean_tau[q].abs().sort_values(ascending=False)
-    top[q] = {f"#{i + 1}": f"{m} ({mean_tau.loc[m, q]:+.2f}){' †' if ms.construction_linked(m, q) else ''}"
-              for i, m in enumerate(ranked.index[:3])}
+    dagger = {
+        m: " †" if ms.construction_linked(m, q) else "" for m in ranked.index
+    }
+    top[q] = {
+        f"#{i + 1}": f"{m} ({mean_tau.loc[m, q]:+.2f}){dagger[m]}"
+        for i, m in enumerate(ranked.index[:3])
+    }
 pd.DataFrame(top).T
 
 # %%
-strongest = [(mean_tau[q].abs().idxmax(), q) for q in ("corruption/relative_robustness",
-                                                       "adversarial/relative_robustness",
-                                                       "corruption/uncertainty_robustness")]
-measures0, quantities0, _ = study[first]
+strongest = [
+    (mean_tau[q].abs().idxmax(), q)
+    for q in (
+        "corruption/relative_robustness",
+        "adversarial/relative_robustness",
+        "corruption/uncertainty_robustness",
+    )
+]
+measures0, quantities0 = study[first].measures, study[first].quantities
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
 for ax, (m, q) in zip(axes, strongest):
-    xs, ys = np.array([r[m] for r in measures0]), np.array([r[q] for r in quantities0])
-    defined = np.isfinite(xs) & np.isfinite(ys)                      # as in ms.correlations
-    ax.scatter(xs[defined], ys[defined], s=14, c=accuracy[f"seed {first}"][defined], cmap="viridis")
+    xs, ys = (
+        np.array([r[m] for r in measures0]),
+        np.array([r[q] for r in quantities0]),
+    )
+    defined = np.isfinite(xs) & np.isfinite(ys)  # as in ms.correlations
+    ax.scatter(
+        xs[defined],
+        ys[defined],
+        s=14,
+        c=accuracy[f"seed {first}"][defined],
+        cmap="viridis",
+    )
     if defined.sum() >= 2:
-        t = kendall_tau(xs[defined], ys[defined], n_boot=P.bootstrap, seed=first)
+        t = kendall_tau(
+            xs[defined], ys[defined], n_boot=P.bootstrap, seed=first
+        )
         ax.set(title=f"tau {t.tau:+.2f} [{t.low:+.2f}, {t.high:+.2f}]")
     ax.set(xlabel=m, ylabel=q)
 plt.show()
@@ -238,10 +336,23 @@ plt.show()
 # single axis, averaged over the groups and then over the axes (mean over seeds):
 
 # %%
-gran = {f"{m} vs {q}": {a: np.mean([granulated_kendall(grid, [r[m] for r in study[s][0]],
-                                                       [r[q] for r in study[s][1]], rb.zoo.GRID_AXES)[a]
-                                    for s in P.seeds]) for a in (*rb.zoo.GRID_AXES, "average")}
-        for m, q in strongest}
+gran = {
+    f"{m} vs {q}": {
+        a: np.mean(
+            [
+                granulated_kendall(
+                    grid,
+                    [r[m] for r in study[s].measures],
+                    [r[q] for r in study[s].quantities],
+                    rb.zoo.GRID_AXES,
+                )[a]
+                for s in P.seeds
+            ]
+        )
+        for a in (*rb.zoo.GRID_AXES, "average")
+    }
+    for m, q in strongest
+}
 pd.DataFrame(gran).T.style.format("{:+.2f}")
 
 # %% [markdown]
@@ -251,26 +362,74 @@ pd.DataFrame(gran).T.style.format("{:+.2f}")
 # judge it on the seeds (one $\tau$ per seed). The sign each finding states, and why:
 
 # %%
-pd.DataFrame([{"finding": f.finding, "measure": f.measure, "quantity": f.quantity, "sign": f"{f.sign:+d}",
-               "why": f.why} for f in ms.FINDINGS])
+pd.DataFrame(
+    [
+        {
+            "finding": f.finding,
+            "measure": f.measure,
+            "quantity": f.quantity,
+            "sign": f"{f.sign:+d}",
+            "why": f.why,
+        }
+        for f in ms.FINDINGS
+    ]
+)
+
+# %% [markdown]
+# Per seed: each finding's tau times its stated sign (>= 0.3: moderate, the finding's way), the control (clean
+# accuracy against the shifted accuracy alone), the share of quantities the best single measure predicts with
+# $|\tau| \ge 0.5$, and how far the attacks lower accuracy (mean over the zoo):
+
+# %%
+signed = {
+    f: rb.OverSeeds(
+        {s: f.sign * taus[s][f.measure][f.quantity] for s in P.seeds}
+    )
+    for f in ms.FINDINGS
+}
+control = rb.OverSeeds(
+    {s: taus[s]["accuracy"]["corruption/shifted_accuracy"] for s in P.seeds}
+)
+coverage = {s: ms.best_coverage(taus[s]) for s in P.seeds}
+best_coverage = rb.OverSeeds({s: c.share for s, c in coverage.items()})
+drop = rb.OverSeeds(
+    {
+        s: float(
+            np.mean(
+                [
+                    m["accuracy"] - q["adversarial/shifted_accuracy"]
+                    for m, q in zip(study[s].measures, study[s].quantities)
+                ]
+            )
+        )
+        for s in P.seeds
+    }
+)
+tables.per_seed(
+    {
+        **{
+            f"{f.measure} vs {f.quantity} (x{f.sign:+d})": v
+            for f, v in signed.items()
+        },
+        "control: accuracy vs corruption/shifted_accuracy": control,
+        "best measure's coverage": best_coverage,
+        "attack accuracy drop": drop,
+    },
+    ".2f",
+)
 
 # %% tags=["remove-cell"]
-signed = {f: rb.OverSeeds({s: f.sign * taus[s][f.measure][f.quantity] for s in P.seeds}) for f in ms.FINDINGS}
-control = rb.OverSeeds({s: taus[s]["accuracy"]["corruption/shifted_accuracy"] for s in P.seeds})
-coverage = {s: ms.best_coverage(taus[s]) for s in P.seeds}
 res.glue("findings", {f.finding: signed[f] for f in ms.FINDINGS})
 res.glue("control_tau_accuracy_shifted", control)
-res.glue("best_coverage", rb.OverSeeds({s: c[1] for s, c in coverage.items()}))
-res.glue("best_coverage_measure", coverage[first][0])
-
-# %% tags=["remove-cell"]
-res.glue("colab_note", estimate.colab_note("05_robustness_metrics"))
+res.glue("best_coverage", best_coverage)
+res.glue("best_coverage_measure", coverage[first].measure)
 
 # %% [markdown]
 # ## On a GPU
 #
-# {glue:text}`colab_note` Run it with `python -m robustbook run 05_robustness_metrics --profile colab`, or open the
-# chapter on Colab (the rocket button above).
+# ```{glue:md} gpu_section
+# :format: myst
+# ```
 
 # %% [markdown]
 # The control for the first finding: clean accuracy against the *shifted* accuracy alone (no division) gives
@@ -289,22 +448,36 @@ res.glue("colab_note", estimate.colab_note("05_robustness_metrics"))
 study_source = "Pereira, Correia, Gameiro (2024), the study's findings"
 for f in ms.FINDINGS:
     note = f" ({f.construction})" if f.construction else ""
-    res.claim(f"finding: {f.finding} — tau({f.measure}, {f.quantity}) has sign {f.sign:+d} and |tau| >= 0.3{note}",
-              signed[f], ">=", ms.MODERATE, study_source, enforce=False,
-              reason=f"a finding on CIFAR-10 CNNs; our zoo is small CNNs on {rb.data.label(P.dataset)}")
-drop = {s: float(np.mean([m["accuracy"] - q["adversarial/shifted_accuracy"] for m, q in zip(*study[s][:2])]))
-        for s in P.seeds}
-res.claim("the attacks break the zoo: adversarial accuracy is at least 10 points below clean accuracy (mean over "
-          "the models)", drop, ">=", 0.10, "every attack is ours and tested to stay within its budget (chapter 1)",
-          fmt=".1%")
-res.claim("no single measure predicts robustness well: the best measure reaches |tau| >= 0.5 on at most half "
-          "of the robustness quantities", {s: c[1] for s, c in coverage.items()}, "<=", 0.5, study_source, fmt=".2f",
-          enforce=False, reason=f"the study's overall finding, on a small zoo of CNNs on {rb.data.label(P.dataset)}")
-res.save()
-res.claims_table()
-
-# %% tags=["remove-cell"]
-res.enforce(P.profile == "cpu")
+    res.claim(
+        f"finding: {f.finding} — tau({f.measure}, {f.quantity}) has sign {f.sign:+d} and |tau| >= 0.3{note}",
+        signed[f],
+        ">=",
+        ms.MODERATE,
+        study_source,
+        enforce=False,
+        reason=f"a finding on CIFAR-10 CNNs; our zoo is small CNNs on {rb.data.label(P.dataset)}",
+    )
+res.claim(
+    "the attacks break the zoo: adversarial accuracy is at least 10 points below clean accuracy (mean over "
+    "the models)",
+    drop,
+    ">=",
+    0.10,
+    "every attack is ours and tested to stay within its budget (chapter 1)",
+    fmt=".1%",
+)
+res.claim(
+    "no single measure predicts robustness well: the best measure reaches |tau| >= 0.5 on at most half "
+    "of the robustness quantities",
+    best_coverage,
+    "<=",
+    0.5,
+    study_source,
+    fmt=".2f",
+    enforce=False,
+    reason=f"the study's overall finding, on a small zoo of CNNs on {rb.data.label(P.dataset)}",
+)
+res.finish(enforce=P.profile == "cpu")
 
 # %% [markdown]
 # ## Exercises
@@ -322,9 +495,16 @@ res.enforce(P.profile == "cpu")
 # ```
 
 # %%
-models_ = {"A": (-2.0, 0.5), "B": (-1.0, 1.0)}      # (log of the product of squared norms, margin)
+models_ = {
+    "A": (-2.0, 0.5),
+    "B": (-1.0, 1.0),
+}  # (log of the product of squared norms, margin)
 for name, (log_norm, margin) in models_.items():
-    print(f"model {name}: log ratio {log_norm - 2 * np.log(margin):+.2f}, log / margin^2 {log_norm / margin ** 2:+.2f}")
+    ratio = log_norm - 2 * np.log(margin)
+    print(
+        f"model {name}: log ratio {ratio:+.2f},",
+        f"log / margin^2 {log_norm / margin**2:+.2f}",
+    )
 
 # %% [markdown]
 # The log ratio ranks A above B (A has the smaller margin); the quotient ranks B above A. Dividing a *negative*
@@ -347,7 +527,10 @@ for name, (log_norm, margin) in models_.items():
 
 # %%
 xs, ys = data.x_train[:300], data.y_train[:300]
-plain, aware = ms.sharpness(best, xs, ys), ms.sharpness(best, xs, ys, magnitude_aware=True)
+plain, aware = (
+    ms.sharpness(best, xs, ys),
+    ms.sharpness(best, xs, ys, magnitude_aware=True),
+)
 print(f"sharpness 1/sigma^2: plain {plain:.3g}, magnitude-aware {aware:.3g}")
 
 # %% [markdown]

@@ -12,14 +12,19 @@
 # ---
 
 # %% tags=["remove-cell"]
-# On Colab: install this book's library and its Colab extras; Colab's torch and torchvision stay as they are.
+# On Colab: install this book's library and its Colab extras;
+# Colab's torch and torchvision stay as they are.
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    source = os.environ.get("ROBUSTBOOK_INSTALL_SOURCE", "git+https://github.com/robustbook/robustbook@main")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"robustbook[colab] @ {source}"], check=True)
+    source = os.environ.get(
+        "ROBUSTBOOK_INSTALL_SOURCE",
+        "git+https://github.com/robustbook/robustbook@main",
+    )
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"robustbook[colab] @ {source}"], check=True)
 
 # %% [markdown]
 # # The works meet: free selectors for the compositional model, attacked end to end
@@ -105,7 +110,7 @@ import torch
 import robustbook as rb
 from robustbook import abstain, consistency as mc, plots
 from robustbook.attacks import AUTOATTACK_SETTINGS, predict_logits
-from robustbook.book import estimate, tables
+from robustbook.book import tables
 from robustbook.certify import GloroNet
 from robustbook.data import subset
 
@@ -124,17 +129,41 @@ P.table()
 data = rb.load_dataset(P.dataset, points=P.data_points)
 x, y = subset(data.x_test, data.y_test, P.eval_points, seed=0)
 d = x[0].numel()
-params = dict(eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps, selector_eps=P.selector_eps,
-              era_epochs=P.era_epochs, era_lr=P.era_lr, era_beta=P.era_beta, era_base=P.robust_model,
-              gloro_arch=P.gloro_arch, gloro_width=P.gloro_width, gloro_eps=P.eps * math.sqrt(d),
-              gloro_epochs=P.gloro_epochs)
-loaded = rb.zoo.load_seeds([P.core_model, *P.robust_models], data, P.seeds, **params)
-models = {s: {"core": ms[P.core_model], **{r: ms[r] for r in P.robust_models}} for s, ms in loaded.items()}
+params = dict(
+    eps=P.eps,
+    epochs=P.epochs,
+    width=P.width,
+    attack_steps=P.train_steps,
+    selector_eps=P.selector_eps,
+    era_epochs=P.era_epochs,
+    era_lr=P.era_lr,
+    era_beta=P.era_beta,
+    era_base=P.robust_model,
+    gloro_arch=P.gloro_arch,
+    gloro_width=P.gloro_width,
+    gloro_eps=P.eps * math.sqrt(d),
+    gloro_epochs=P.gloro_epochs,
+)
+loaded = rb.zoo.load_seeds(
+    [P.core_model, *P.robust_models], data, P.seeds, **params
+)
+models = {
+    s: {"core": ms[P.core_model], **{r: ms[r] for r in P.robust_models}}
+    for s, ms in loaded.items()
+}
 attack = dict(setting=AUTOATTACK_SETTINGS[P.autoattack])
-flags = {s: {n: abstain.indicators(m, x, y, P.eps, **attack) for n, m in ms.items()} for s, ms in models.items()}
-accuracy = {n: {"natural accuracy": rb.OverSeeds({s: flags[s][n][0].double().mean().item() for s in P.seeds}),
-                "robust accuracy": rb.OverSeeds({s: (flags[s][n][0] & flags[s][n][1]).double().mean().item()
-                                                 for s in P.seeds})} for n in models[P.seeds[0]]}
+flags = abstain.indicators_many(models, x, y, P.eps, **attack)
+accuracy = {
+    n: {
+        "natural accuracy": rb.OverSeeds(
+            {s: flags[s][n].metrics()["r_nat"] for s in P.seeds}
+        ),
+        "robust accuracy": rb.OverSeeds(
+            {s: flags[s][n].metrics()["r_rob_acc"] for s in P.seeds}
+        ),
+    }
+    for n in models[P.seeds[0]]
+}
 tables.mean_std(accuracy, ".1%", index="model")
 
 # %% tags=["remove-cell"]
@@ -153,18 +182,39 @@ res.glue("autoattack", attack["setting"].describe())
 
 # %%
 x_m, y_m = subset(x, y, P.margin_points, seed=0)
-reports = {(s, r): mc.measure(models[s][r], x_m, y_m, P.eps, attack_options=attack)
-           for s in P.seeds for r in P.robust_models}
-consistency = {r: {"kendall_tau": rb.OverSeeds({s: reports[(s, r)].tau(n_boot=0).tau for s in P.seeds}),
-                   "auroc": rb.OverSeeds({s: mc.detection_where_defined(-reports[(s, r)].logit_margin,
-                                                                        reports[(s, r)].margin, P.eps)["auroc"]
-                                          for s in P.seeds})}
-               for r in P.robust_models}
+reports = {
+    (s, r): mc.measure(models[s][r], x_m, y_m, P.eps, attack_options=attack)
+    for s in P.seeds
+    for r in P.robust_models
+}
+consistency = {
+    r: {
+        "kendall_tau": rb.OverSeeds(
+            {s: reports[(s, r)].tau(n_boot=0).tau for s in P.seeds}
+        ),
+        "auroc": rb.OverSeeds(
+            {
+                s: mc.detection_where_defined(
+                    -reports[(s, r)].logit_margin, reports[(s, r)].margin, P.eps
+                )["auroc"]
+                for s in P.seeds
+            }
+        ),
+    }
+    for r in P.robust_models
+}
 tables.mean_std(consistency, ".3f", index="robust model")
 
 # %% tags=["remove-cell"]
-res.glue("consistency", {r: {k: v for k, v in c.items() if np.isfinite(v.values).all()}   # the defined ones
-                         for r, c in consistency.items()})
+res.glue(
+    "consistency",
+    {
+        r: {
+            k: v for k, v in c.items() if np.isfinite(v.values).all()
+        }  # the defined ones
+        for r, c in consistency.items()
+    },
+)
 
 # %% [markdown]
 # ## Selectors
@@ -178,25 +228,48 @@ res.glue("consistency", {r: {k: v for k, v in c.items() if np.isfinite(v.values)
 
 # %%
 x_fit, _ = subset(data.x_train, data.y_train, P.pseudo_train_points, seed=0)
-x_stop, _ = subset(data.x_val, data.y_val, max(10, P.pseudo_train_points // 2), seed=0)   # early stopping
+x_stop, _ = subset(
+    data.x_val, data.y_val, max(10, P.pseudo_train_points // 2), seed=0
+)  # early stopping
 
 
 def build_selectors(seed, name):
     robust = models[seed][name]
-    empirical = abstain.EmpiricalSelector(robust, P.selector_eps, steps=P.selector_steps,
-                                          restarts=P.selector_restarts, seed=seed).fit_surrogate(data.x_val)
+    empirical = abstain.EmpiricalSelector(
+        robust,
+        P.selector_eps,
+        steps=P.selector_steps,
+        restarts=P.selector_restarts,
+        seed=seed,
+    ).fit_surrogate(data.x_val)
     share = float(empirical.select(data.x_val).double().mean())
-    net = robust if isinstance(robust, GloroNet) else GloroNet(robust, eps=P.eps).eval()
+    net = (
+        robust
+        if isinstance(robust, GloroNet)
+        else GloroNet(robust, eps=P.eps).eval()
+    )
     pseudo = mc.PseudoMargin(epochs=P.pseudo_epochs, seed=seed).fit(
-        predict_logits(robust, x_fit), rb.input_margin(robust, x_fit).margin,
-        predict_logits(robust, x_stop), rb.input_margin(robust, x_stop).margin)
-    built = {"empirical": empirical, "certified": abstain.CertifiedSelector(net, P.eps),
-             "logit_margin": abstain.logit_margin_selector(robust).fit(data.x_val, share),
-             "pseudo_margin": abstain.pseudo_margin_selector(robust, pseudo).fit(data.x_val, share)}
+        predict_logits(robust, x_fit),
+        rb.input_margin(robust, x_fit).margin,
+        predict_logits(robust, x_stop),
+        rb.input_margin(robust, x_stop).margin,
+    )
+    built = {
+        "empirical": empirical,
+        "certified": abstain.CertifiedSelector(net, P.eps),
+        "logit_margin": abstain.logit_margin_selector(robust).fit(
+            data.x_val, share
+        ),
+        "pseudo_margin": abstain.pseudo_margin_selector(robust, pseudo).fit(
+            data.x_val, share
+        ),
+    }
     return {k: v for k, v in built.items() if k in P.selectors}
 
 
-selectors = {(s, r): build_selectors(s, r) for s in P.seeds for r in P.robust_models}
+selectors = {
+    (s, r): build_selectors(s, r) for s in P.seeds for r in P.robust_models
+}
 
 # %% [markdown]
 # ## The composed model, three ways
@@ -209,26 +282,114 @@ selectors = {(s, r): build_selectors(s, r) for s in P.seeds for r in P.robust_mo
 # judged by the real selector: a transfer attack), and certified where the selector allows it.
 
 # %%
-e2e = abstain.composed_attack(P.e2e_steps, P.e2e_restarts, P.autoattack, P.selector_steps, P.selector_restarts)
+e2e = abstain.composed_attack(
+    P.e2e_steps,
+    P.e2e_restarts,
+    P.autoattack,
+    P.selector_steps,
+    P.selector_restarts,
+)
 
 
 def pair(seed, robust_name, selector_name):
-    composed = abstain.ComposedModel(models[seed]["core"], models[seed][robust_name],
-                                     selectors[(seed, robust_name)][selector_name])
-    return abstain.evaluate_composed(composed, x, y, P.eps, flags[seed]["core"], flags[seed][robust_name],
-                                     steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack, seed=seed)
+    composed = abstain.ComposedModel(
+        models[seed]["core"],
+        models[seed][robust_name],
+        selectors[(seed, robust_name)][selector_name],
+    )
+    return abstain.evaluate_composed(
+        composed,
+        x,
+        y,
+        P.eps,
+        flags[seed]["core"],
+        flags[seed][robust_name],
+        steps=e2e.steps,
+        restarts=e2e.restarts,
+        autoattack=e2e.autoattack,
+        seed=seed,
+    )
 
 
-pairs = {(r, sel): {s: pair(s, r, sel) for s in P.seeds} for r in P.robust_models for sel in P.selectors}
-columns = ("selected", "natural_accuracy", "robust_accuracy_formula", "robust_accuracy_attack",
-           "robust_accuracy_certified", "r_rob_inacc")
-summary = {f"{r}/{sel}": {c: (rb.OverSeeds({s: v[s][c] for s in P.seeds}) if v[P.seeds[0]][c] is not None else "–")
-                          for c in columns} for (r, sel), v in pairs.items()}
-core_row = {"selected": "–", "natural_accuracy": accuracy["core"]["natural accuracy"],
-            "robust_accuracy_formula": accuracy["core"]["robust accuracy"],
-            "robust_accuracy_attack": accuracy["core"]["robust accuracy"], "robust_accuracy_certified": "–",
-            "r_rob_inacc": "–"}
-tables.mean_std({"core alone": core_row, **summary}, ".1%", index="robust model / selector")
+pairs = {
+    (r, sel): {s: pair(s, r, sel) for s in P.seeds}
+    for r in P.robust_models
+    for sel in P.selectors
+}
+columns = (
+    "selected",
+    "natural_accuracy",
+    "robust_accuracy_formula",
+    "robust_accuracy_attack",
+    "robust_accuracy_certified",
+    "r_rob_inacc",
+)
+summary = {
+    f"{r}/{sel}": {
+        c: (
+            rb.OverSeeds({s: v[s][c] for s in P.seeds})
+            if v[P.seeds[0]][c] is not None
+            else "–"
+        )
+        for c in columns
+    }
+    for (r, sel), v in pairs.items()
+}
+core_row = {
+    "selected": "–",
+    "natural_accuracy": accuracy["core"]["natural accuracy"],
+    "robust_accuracy_formula": accuracy["core"]["robust accuracy"],
+    "robust_accuracy_attack": accuracy["core"]["robust accuracy"],
+    "robust_accuracy_certified": "–",
+    "r_rob_inacc": "–",
+}
+tables.mean_std(
+    {"core alone": core_row, **summary}, ".1%", index="robust model / selector"
+)
+
+# %% [markdown]
+# Two differences the claims below judge, seed by seed: how much the formula overstates the attacked robust accuracy
+# (per pair), and how the free selectors compare with the empirical one under attack (first robust model):
+
+# %%
+gap = {
+    key: rb.OverSeeds(
+        {
+            s: v[s]["robust_accuracy_formula"] - v[s]["robust_accuracy_attack"]
+            for s in P.seeds
+        }
+    )
+    for key, v in pairs.items()
+}
+free = {
+    sel: rb.OverSeeds(
+        {
+            s: pairs[(r, sel)][s]["robust_accuracy_attack"]
+            - pairs[(r, "empirical")][s]["robust_accuracy_attack"]
+            for s in P.seeds
+        }
+    )
+    for r in P.robust_models[:1]
+    for sel in ("logit_margin", "pseudo_margin")
+    if sel in P.selectors
+}
+violations = {
+    s: sum(v[s]["certificate_violations"] for v in pairs.values())
+    for s in P.seeds
+}
+certified_checked = sum(
+    v[s]["certified_points"] for v in pairs.values() for s in P.seeds
+)
+tables.per_seed(
+    {
+        **{f"formula - attacked, {r}/{sel}": g for (r, sel), g in gap.items()},
+        **{
+            f"{sel} - empirical, {P.robust_models[0]}": f
+            for sel, f in free.items()
+        },
+    },
+    ".1%",
+)
 
 # %% [markdown]
 # The end-to-end attack runs the chapter's AutoAttack on the core and on each robust model alone, judged by the
@@ -237,8 +398,14 @@ tables.mean_std({"core alone": core_row, **summary}, ".1%", index="robust model 
 # without any attack):
 
 # %%
-pd.DataFrame({f"{r}/{sel}": pd.DataFrame({s: v[s]["broken_by"] for s in P.seeds}).sum(axis=1)
-              for (r, sel), v in pairs.items()}).T.astype(int)
+pd.DataFrame(
+    {
+        f"{r}/{sel}": pd.DataFrame({s: v[s]["broken_by"] for s in P.seeds}).sum(
+            axis=1
+        )
+        for (r, sel), v in pairs.items()
+    }
+).T.astype(int)
 
 # %% [markdown]
 # ## What a selector costs
@@ -248,32 +415,51 @@ pd.DataFrame({f"{r}/{sel}": pd.DataFrame({s: v[s]["broken_by"] for s in P.seeds}
 
 # %%
 x_t = x[:100]
-costs = {(r, sel): abstain.selector_cost(selectors[(P.seeds[0], r)][sel], models[P.seeds[0]][r], x_t)["cost_over_forward"]
-         for r in P.robust_models for sel in P.selectors}
-pd.Series({f"{r}/{sel}": c for (r, sel), c in costs.items()}, name="cost / forward pass").to_frame().style.format("{:.1f}")
+costs = {
+    (r, sel): abstain.selector_cost(
+        selectors[(P.seeds[0], r)][sel], models[P.seeds[0]][r], x_t
+    )["cost_over_forward"]
+    for r in P.robust_models
+    for sel in P.selectors
+}
+pd.Series(
+    {f"{r}/{sel}": c for (r, sel), c in costs.items()},
+    name="cost / forward pass",
+).to_frame().style.format("{:.1f}")
 
 # %%
-points = [{"model": r, "selector": sel, "cost": costs[(r, sel)],
-           "robust": summary[f"{r}/{sel}"]["robust_accuracy_attack"].mean,
-           "robust_std": summary[f"{r}/{sel}"]["robust_accuracy_attack"].std} for r, sel in pairs]
+points = [
+    {
+        "model": r,
+        "selector": sel,
+        "cost": costs[(r, sel)],
+        "robust": summary[f"{r}/{sel}"]["robust_accuracy_attack"].mean,
+        "robust_std": summary[f"{r}/{sel}"]["robust_accuracy_attack"].std,
+    }
+    for r, sel in pairs
+]
 ax = plots.cost_vs_robustness(points)
 ax.axhline(accuracy["core"]["robust accuracy"].mean, color="0.5", ls=":", lw=1)
 plt.show()
 
 # %% tags=["remove-cell"]
 res.glue("e2e_steps", P.e2e_steps)
-res.glue("pairs", {key: {**{c: (v if isinstance(v, rb.OverSeeds) else None) for c, v in summary[key].items()},
-                          "cost_over_forward": costs[tuple(key.split("/"))]} for key in summary},
-         nullable=("robust_accuracy_certified",))
-violations = {s: sum(v[s]["certificate_violations"] for v in pairs.values()) for s in P.seeds}
-certified_checked = sum(v[s]["certified_points"] for v in pairs.values() for s in P.seeds)
-gap = {key: rb.OverSeeds({s: v[s]["robust_accuracy_formula"] - v[s]["robust_accuracy_attack"] for s in P.seeds})
-       for key, v in pairs.items()}
+res.glue(
+    "pairs",
+    {
+        key: {
+            **{
+                c: (v if isinstance(v, rb.OverSeeds) else None)
+                for c, v in summary[key].items()
+            },
+            "cost_over_forward": costs[tuple(key.split("/"))],
+        }
+        for key in summary
+    },
+    nullable=("robust_accuracy_certified",),
+)
 if ("era", "empirical") in gap:
     res.glue("empirical_gap", gap[("era", "empirical")])
-free = {sel: rb.OverSeeds({s: pairs[(r, sel)][s]["robust_accuracy_attack"] - pairs[(r, "empirical")][s]
-                           ["robust_accuracy_attack"] for s in P.seeds})
-        for r in P.robust_models[:1] for sel in ("logit_margin", "pseudo_margin") if sel in P.selectors}
 res.glue("free_minus_empirical", free)
 res.glue("first_robust", P.robust_models[0])
 
@@ -304,15 +490,37 @@ if gloro_name:
     net = models[first][gloro_name]
     radii = {}
     for rho in (P.eps / 4, P.eps / 2, P.eps):
-        composed = abstain.ComposedModel(models[first]["core"], net, abstain.CertifiedSelector(net, rho))
-        radii[rho] = abstain.evaluate_composed(composed, x, y, P.eps, flags[first]["core"], flags[first][gloro_name],
-                                               steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack,
-                                               seed=first)
+        composed = abstain.ComposedModel(
+            models[first]["core"], net, abstain.CertifiedSelector(net, rho)
+        )
+        radii[f"{rho:.3g}"] = abstain.evaluate_composed(
+            composed,
+            x,
+            y,
+            P.eps,
+            flags[first]["core"],
+            flags[first][gloro_name],
+            steps=e2e.steps,
+            restarts=e2e.restarts,
+            autoattack=e2e.autoattack,
+            seed=first,
+        )
     sweep = pd.DataFrame(radii).T.rename_axis("selector radius rho")
     violations[first] += int(sweep["certificate_violations"].sum())
     certified_checked += int(sweep["certified_points"].sum())
-    display = sweep[["selected", "natural_accuracy", "robust_accuracy_certified", "robust_accuracy_attack",
-                     "certificate_violations"]].style.format("{:.1%}").format("{:.0f}", subset=["certificate_violations"])
+    display = (
+        sweep[
+            [
+                "selected",
+                "natural_accuracy",
+                "robust_accuracy_certified",
+                "robust_accuracy_attack",
+                "certificate_violations",
+            ]
+        ]
+        .style.format("{:.1%}")
+        .format("{:.0f}", subset=["certificate_violations"])
+    )
 else:
     display = "no GloRo robust model in this run"
 display
@@ -334,62 +542,96 @@ res.glue("certified_checked", certified_checked)
 # similar regions; the certificate, sound, draws a smaller one.
 
 # %%
-def synthetic(seed):
-    return rb.load_dataset("blobs", means=[(0.25, 0.25), (0.75, 0.75), (0.55, 0.80)],
-                           stds=[(0.05, 0.05), (0.05, 0.05), (0.0167, 0.025)], counts=[485, 499, 16], seed=seed)
-
-
-toy = synthetic(P.seeds[0])
-toy_params = dict(seed=P.seeds[0], synthetic_epochs=P.synthetic_epochs, synthetic_eps=P.eps, synthetic_beta=0.2,
-                  toy_eps=P.eps * math.sqrt(2), toy_epochs=P.toy_epochs)
-toy_era, toy_gloro = rb.zoo.load_many([("synthetic_era", toy_params), ("toy_local", toy_params)], toy)
-toy_empirical = abstain.EmpiricalSelector(toy_era, P.selector_eps, steps=P.selector_steps, restarts=1)
+toy = rb.load_dataset("synthetic", seed=P.seeds[0])
+toy_params = dict(
+    seed=P.seeds[0],
+    synthetic_epochs=P.synthetic_epochs,
+    synthetic_eps=P.eps,
+    synthetic_beta=0.2,
+    toy_eps=P.eps * math.sqrt(2),
+    toy_epochs=P.toy_epochs,
+)
+toy_era, toy_gloro = rb.zoo.load_many(
+    [("synthetic_era", toy_params), ("toy_local", toy_params)], toy
+)
+toy_empirical = abstain.EmpiricalSelector(
+    toy_era, P.selector_eps, steps=P.selector_steps, restarts=1
+)
 toy_share = float(toy_empirical.select(toy.x_val).double().mean())
-plots.selection_regions({"empirical": toy_empirical,
-                         "logit margin": abstain.logit_margin_selector(toy_era).fit(toy.x_val, toy_share),
-                         "certified (GloRo)": abstain.CertifiedSelector(toy_gloro, P.eps)},
-                        toy.x_test, toy.y_test)
+plots.selection_regions(
+    {
+        "empirical": toy_empirical,
+        "logit margin": abstain.logit_margin_selector(toy_era).fit(
+            toy.x_val, toy_share
+        ),
+        "certified (GloRo)": abstain.CertifiedSelector(toy_gloro, P.eps),
+    },
+    toy.x_test,
+    toy.y_test,
+)
 plt.show()
 
 # %% tags=["remove-cell"]
 res.glue("selector_eps", P.selector_eps)
 
-# %% tags=["remove-cell"]
-res.glue("colab_note", estimate.colab_note("06_free_selectors"))
-
 # %% [markdown]
 # ## On a GPU
 #
-# {glue:text}`colab_note` Run it with `python -m robustbook run 06_free_selectors --profile colab`, or open the
-# chapter on Colab (the rocket button above).
+# ```{glue:md} gpu_section
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## What we expected, and what we measured
 
 # %% tags=["remove-input"]
 if ("era", "empirical") in gap:
-    res.claim("the formula overstates the end-to-end robust accuracy of ERA with the empirical selector by at "
-              "least 10 points", gap[("era", "empirical")], ">=", 0.10,
-              "Merkli et al. evaluate the composition with the formula; our end-to-end attack", fmt=".1%")
+    res.claim(
+        "the formula overstates the end-to-end robust accuracy of ERA with the empirical selector by at "
+        "least 10 points",
+        gap[("era", "empirical")],
+        ">=",
+        0.10,
+        "Merkli et al. evaluate the composition with the formula; our end-to-end attack",
+        fmt=".1%",
+    )
 for r in P.robust_models:
     if "logit_margin" in P.selectors and "empirical" in P.selectors:
-        res.claim(f"{r}: attacked end to end, the free logit-margin selector is at most 2 points less robust than "
-                  "the empirical selector",
-                  rb.OverSeeds({s: pairs[(r, "logit_margin")][s]["robust_accuracy_attack"]
-                                - pairs[(r, "empirical")][s]["robust_accuracy_attack"] for s in P.seeds}), ">=", -0.02,
-                  "margin consistency of the robust model (Ngnawé et al., 2024; chapter 2)", fmt=".1%")
-    res.claim(f"the robust model `{r}` is margin consistent (tau >= 0.5)", consistency[r]["kendall_tau"], ">=", 0.5,
-              "Ngnawé et al. (2024): robust models are mostly consistent", enforce=False,
-              reason="a robust model need not be consistent (the paper's MMA model is not)")
-# point by point, so the composed robust accuracy under attack is at least the certified one; at the chapter's
-# selector radius few or no points are certified, so the radius sweep's certified points are counted too
-res.claim(f"no certified point is broken by the end-to-end attack ({certified_checked} certified points attacked)",
-          violations, "==", 0, "soundness of the composed certificate (theorem above)", fmt=".0f")
-res.save()
-res.claims_table()
-
-# %% tags=["remove-cell"]
-res.enforce(P.profile == "cpu")
+        res.claim(
+            f"{r}: attacked end to end, the free logit-margin selector is at most 2 points less robust than "
+            "the empirical selector",
+            rb.OverSeeds(
+                {
+                    s: pairs[(r, "logit_margin")][s]["robust_accuracy_attack"]
+                    - pairs[(r, "empirical")][s]["robust_accuracy_attack"]
+                    for s in P.seeds
+                }
+            ),
+            ">=",
+            -0.02,
+            "margin consistency of the robust model (Ngnawé et al., 2024; chapter 2)",
+            fmt=".1%",
+        )
+    res.claim(
+        f"the robust model `{r}` is margin consistent (tau >= 0.5)",
+        consistency[r]["kendall_tau"],
+        ">=",
+        0.5,
+        "Ngnawé et al. (2024): robust models are mostly consistent",
+        enforce=False,
+        reason="a robust model need not be consistent (the paper's MMA model is not)",
+    )
+# Every certified point (at the chapter's selector radius and in the radius sweep above) was attacked end to end;
+# at the chapter's radius few or no points are certified, so the sweep's certified points are counted too.
+res.claim(
+    f"no certified point is broken by the end-to-end attack ({certified_checked} certified points attacked)",
+    violations,
+    "==",
+    0,
+    "soundness of the composed certificate (theorem above)",
+    fmt=".0f",
+)
+res.finish(enforce=P.profile == "cpu")
 
 # %% [markdown]
 # ## Exercises
@@ -430,16 +672,33 @@ res.enforce(P.profile == "cpu")
 if "era" in P.robust_models:
     first = P.seeds[0]
     era_model = models[first]["era"]
-    base_share = float(selectors[(first, "era")]["empirical"].select(data.x_val).double().mean())
+    base_share = float(
+        selectors[(first, "era")]["empirical"]
+        .select(data.x_val)
+        .double()
+        .mean()
+    )
     rows = {}
     for delta in (-0.10, 0.0, 0.10):
         share = min(1.0, max(0.0, base_share + delta))
         sel = abstain.logit_margin_selector(era_model).fit(data.x_val, share)
         composed = abstain.ComposedModel(models[first]["core"], era_model, sel)
-        out = abstain.evaluate_composed(composed, x, y, P.eps, flags[first]["core"], flags[first]["era"],
-                                        steps=e2e.steps, restarts=e2e.restarts, autoattack=e2e.autoattack,
-                                        seed=first)
-        rows[f"{share:.0%} of validation"] = {k: out[k] for k in ("selected", "natural_accuracy", "robust_accuracy_attack")}
+        out = abstain.evaluate_composed(
+            composed,
+            x,
+            y,
+            P.eps,
+            flags[first]["core"],
+            flags[first]["era"],
+            steps=e2e.steps,
+            restarts=e2e.restarts,
+            autoattack=e2e.autoattack,
+            seed=first,
+        )
+        rows[f"{share:.0%} of validation"] = {
+            k: out[k]
+            for k in ("selected", "natural_accuracy", "robust_accuracy_attack")
+        }
     print(pd.DataFrame(rows).T.to_string(float_format="{:.1%}".format))
 
 # %% [markdown]

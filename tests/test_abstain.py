@@ -21,8 +21,9 @@ def test_robustness_metrics_partition_the_points():
 
 def test_compositional_formula():
     s = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
-    out = abstain.compositional(s, robust_correct=torch.tensor([1, 0, 0, 0]).bool(), robust_robust=torch.ones(4).bool(),
-                                core_correct=torch.tensor([0, 0, 1, 1]).bool(), core_robust=torch.tensor([0, 0, 1, 0]).bool())
+    robust = abstain.Indicators(correct=torch.tensor([1, 0, 0, 0]).bool(), robust=torch.ones(4).bool())
+    core = abstain.Indicators(correct=torch.tensor([0, 0, 1, 1]).bool(), robust=torch.tensor([0, 0, 1, 0]).bool())
+    out = abstain.compositional(s, robust, core)
     assert out["natural_accuracy"] == 0.75 and out["robust_accuracy"] == 0.5
     assert out["r_rob_inacc"] == 0.25 and out["selected"] == 0.5
 
@@ -35,8 +36,7 @@ def test_empirical_robustness_is_judged_against_the_own_prediction(digits):
 
 
 def test_era_makes_wrong_points_non_robust_on_the_synthetic_example():
-    toy = rb.load_dataset("blobs", means=[(0.25, 0.25), (0.75, 0.75), (0.55, 0.80)],
-                          stds=[(0.05, 0.05), (0.05, 0.05), (0.0167, 0.025)], counts=[485, 499, 16], seed=0)
+    toy = rb.load_dataset("synthetic", seed=0)
     params = dict(seed=0, synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2)
     x, y = toy.x_train, toy.y_train
     out = {name: abstain.evaluate(rb.zoo.load(f"synthetic_{name}", toy, **params), x, y, 0.1, attack_name="pgd",
@@ -88,9 +88,9 @@ def test_end_to_end_attack_finds_exactly_the_closed_form_counterexamples():
     assert all(out["found_by"][i] == "clean" for i in torch.nonzero(clean_wrong).flatten().tolist())
     assert all(out["found_by"][i] for i in torch.nonzero(~expected & ~clean_wrong).flatten().tolist())
     # the formula counts the selected, robust-model-robust points as robust: it overstates
-    core_flags = (predict_logits(composed.core, x).argmax(1) == y, torch.ones(len(x), dtype=torch.bool))
-    rob_flags = (torch.ones(len(x), dtype=torch.bool), (x[:, 1] - 0.5).abs() > EPS)
-    formula = abstain.compositional(selector.select(x), *rob_flags, *core_flags)["robust_accuracy"]
+    core_flags = abstain.Indicators(predict_logits(composed.core, x).argmax(1) == y, torch.ones(len(x), dtype=torch.bool))
+    rob_flags = abstain.Indicators(torch.ones(len(x), dtype=torch.bool), (x[:, 1] - 0.5).abs() > EPS)
+    formula = abstain.compositional(selector.select(x), rob_flags, core_flags)["robust_accuracy"]
     assert formula > out["robust"].double().mean().item()
 
 
@@ -106,8 +106,8 @@ def test_composed_certificate_is_never_contradicted_by_the_attack():
     attacked = abstain.attack_composed(composed, x, y, eps, steps=40, restarts=2)
     assert certified.sum() >= 100, f"only {int(certified.sum())} certified points"
     assert not (certified & ~attacked["robust"]).any(), "a certified point was broken"
-    report = abstain.evaluate_composed(composed, x, y, eps, (torch.ones(len(x), dtype=torch.bool),) * 2,
-                                       (torch.ones(len(x), dtype=torch.bool),) * 2, steps=10)
+    everywhere = abstain.Indicators(torch.ones(len(x), dtype=torch.bool), torch.ones(len(x), dtype=torch.bool))
+    report = abstain.evaluate_composed(composed, x, y, eps, everywhere, everywhere, steps=10)
     assert report["certificate_violations"] == 0 and report["robust_accuracy_certified"] is not None
     assert report["certified_points"] == int(certified.sum())
 

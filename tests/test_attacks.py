@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 import robustbook as rb
-from robustbook.attacks import (accuracy, autoattack, bim, cw, deepfool, fab, fgsm, lp_norm, pgd, predict_logits,
-                                robust_accuracy, robust_flags)
+from robustbook.attacks import (accuracy, autoattack, bim, cw, deepfool, fgsm, lp_norm, pgd, pgd_training,
+                                predict_logits, robust_accuracy, robust_flags)
+from robustbook.margins import fab
 from robustbook.train import TrainConfig, train
 
 
@@ -49,20 +50,18 @@ def test_pgd_keeps_the_best_iterate_not_the_last():
     assert int(model(last).argmax(1)) == 0
 
 
-def test_pgd_as_a_training_attack_returns_the_last_iterate():
-    """``keep_best=False`` (adversarial training, as the reference code does) returns the plain loop's last
+def test_training_pgd_returns_the_last_iterate():
+    """``pgd_training`` (adversarial training, as the reference code does) returns the plain loop's last
     iterate: on the oscillating model it is correctly classified, the best iterate is not."""
     x = torch.full((1, 1, 4, 4), 0.5)
     y = torch.tensor([0])
     model = Oscillating()
-    out = pgd(model, x, y, eps=0.2, steps=6, step_size=0.03, random_start=False, keep_best=False)
+    out = pgd_training(model, x, y, eps=0.2, steps=6, step_size=0.03, random_start=False)
     last = x.clone()
     for _ in range(6):
         g = torch.autograd.functional.jacobian(lambda v: nn.functional.cross_entropy(model(v), y), last)
         last = (last + 0.03 * g.sign()).clamp(0.3, 0.7)
     assert torch.allclose(out, last) and int(model(out).argmax(1)) == 0
-    with pytest.raises(rb.validate.InvalidArgument, match="keep_best"):
-        pgd(model, x, y, eps=0.2, restarts=2, keep_best=False)
 
 
 def test_pgd_stops_attacking_fooled_points_without_changing_its_answer(mlp, digits):
@@ -77,7 +76,7 @@ def test_pgd_stops_attacking_fooled_points_without_changing_its_answer(mlp, digi
     best, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool)
     best_loss = torch.full((len(x),), -float("inf"))
     for _restart in range(2):
-        x_adv = A._random_start(x, eps, "Linf", gen)
+        x_adv = A.random_start(x, eps, "Linf", gen)
         for step in range(steps + 1):
             with torch.no_grad():
                 logits = mlp(x_adv)
@@ -88,7 +87,7 @@ def test_pgd_stops_attacking_fooled_points_without_changing_its_answer(mlp, digi
             fooled |= wrong
             if step < steps:
                 grad, _ = A._input_grad(mlp, x_adv, y, A._ce)
-                x_adv = A.project(x_adv + A._step(grad, 2.5 * eps / steps, "Linf"), x, eps, "Linf")
+                x_adv = A.project(x_adv + A.ascent_step(grad, 2.5 * eps / steps, "Linf"), x, eps, "Linf")
         if bool(fooled.all()):
             break
     assert 0.2 < fooled.float().mean() < 1.0, "the test needs points that fall and points that do not"
@@ -230,5 +229,7 @@ def test_run_attacks_applies_each_attack_with_its_options(mlp, digits):
     assert float(lp_norm(out["pgd"] - x, "Linf").max()) <= 0.1 + 1e-6
 
 
-def test_the_pgd_helper_used_by_rb_is_the_same(mlp, digits):
-    assert rb.attack("pgd", mlp, digits.x_test[:4], digits.y_test[:4], 0.1).shape == (4, 1, 8, 8)
+def test_the_registry_entry_is_the_attack_itself(mlp, digits):
+    """``rb.attack("pgd", ...)`` runs :func:`pgd` with the same options (same seed: the same points)."""
+    x, y = digits.x_test[:20], digits.y_test[:20]
+    assert torch.equal(rb.attack("pgd", mlp, x, y, 0.1, steps=5), pgd(mlp, x, y, 0.1, steps=5))

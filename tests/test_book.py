@@ -5,8 +5,10 @@ import re
 import nbformat
 import pytest
 
-from conftest import ROOT, make_project
+from conftest import ROOT
 from robustbook.book import chapters
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("name", list(chapters()))

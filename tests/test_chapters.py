@@ -1,6 +1,7 @@
 """Chapters as data: parameters validated before any work; notebook structure; every chapter runs (smoke)."""
 import json
 import re
+from pathlib import Path
 
 import jupytext
 import nbformat
@@ -42,6 +43,16 @@ def test_chapters_that_share_models_train_them_the_same_way():
             assert len({repr(v) for v in values.values()}) == 1, (profile, values)
 
 
+def test_every_chapter_declares_its_work_and_units():
+    """The colab estimates and the README's paper-scale table come from each registration's work and units."""
+    from robustbook.book import estimate
+
+    for name in chapters():
+        for profile in PROFILES:
+            p = resolve(name, profile)
+            assert estimate.minutes(name, p)["minutes"] > 0 and estimate.units(name, p) >= 0, (name, profile)
+
+
 def test_cpu_profiles_have_at_least_three_seeds():
     for name in chapters():
         assert len(resolve(name, "cpu")["seeds"]) >= 3, name
@@ -65,6 +76,27 @@ def test_notebook_structure(name):
     assert f'rb.start("{name}", globals())' in nb.cells[nb.cells.index(params[0]) + 1].source
 
 
+def test_notebook_code_is_formatted_to_the_page_width():
+    """``ruff format`` (80 columns, notebooks/ruff.toml) leaves every chapter as it is, and no code line of a cell
+    the page shows is wider than 80 columns (long strings, which a formatter cannot split, included)."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    files = sorted(str(p) for p in (ROOT / "notebooks").glob("[0-9]*.py"))
+    done = subprocess.run([ruff, "format", "--check", "--config", str(ROOT / "notebooks" / "ruff.toml"), *files],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"run `make format`:\n{done.stdout}{done.stderr}"
+    wide = []
+    for path in files:
+        for cell in jupytext.read(path).cells:
+            hidden = {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
+            if cell.cell_type == "code" and not hidden:
+                wide += [f"{Path(path).name}: {line[:60]}" for line in cell.source.splitlines() if len(line) > 80]
+    assert not wide, "code wider than the page:\n" + "\n".join(wide)
+
+
 @pytest.mark.parametrize("name", list(chapters()))
 def test_notebook_title_comes_first_on_the_page(name):
     """After the removed cells (and the parameters cell, which the runner removes), the page opens with the title."""
@@ -73,6 +105,7 @@ def test_notebook_title_comes_first_on_the_page(name):
     assert shown[0].cell_type == "markdown" and shown[0].source.startswith(f"# {chapters()[name].title}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(chapters()))
 def test_chapter_executes_under_smoke_profile(smoke_runs, book_project, name):
     record = smoke_runs[name]
@@ -96,6 +129,7 @@ def _null_paths(value, key=""):
     return [key] if value is None else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(chapters()))
 def test_results_hold_no_null_except_declared(smoke_runs, book_project, name):
     results = json.loads((book_project / "_build" / "results" / f"{name}.json").read_text())
@@ -103,6 +137,7 @@ def test_results_hold_no_null_except_declared(smoke_runs, book_project, name):
     assert not holes, holes
 
 
+@pytest.mark.slow
 def test_headline_numbers_carry_their_seeds(smoke_runs, book_project):
     results = json.loads((book_project / "_build" / "results" / f"{CH1}.json").read_text())
     for key in ("standard_clean_accuracy", "standard_robust_accuracy", "adversarial_clean_accuracy",
@@ -112,6 +147,7 @@ def test_headline_numbers_carry_their_seeds(smoke_runs, book_project):
     assert results["linear_margin_below_exact"] == 0
 
 
+@pytest.mark.slow
 def test_chapter_6_results_have_the_issue_s_shape(smoke_runs, book_project):
     results = json.loads((book_project / "_build" / "results" / "06_free_selectors.json").read_text())
     assert {"eps", "pairs", "consistency", "certificate_violations"} <= set(results)

@@ -6,7 +6,6 @@ import textwrap
 import pytest
 
 from conftest import make_project
-from robustbook.book import results as results_module
 from robustbook.book.results import FAILS, HOLDS, NOISE, ClaimFailed, Results, judge
 from robustbook.stats import OverSeeds
 
@@ -127,10 +126,6 @@ def test_a_claim_reported_as_not_reproducing_does_not_fail_the_build(claims_proj
     assert record["seconds"] > 0
     claims = json.loads((claims_project / "_build" / "results" / "99_claims.claims.json").read_text())
     assert claims[0]["shown"] == "does not reproduce here" and claims[0]["reason"] == "a reported finding"
-
-
-def test_results_module_exports():
-    assert results_module.RELATIONS == (">", ">=", "<", "<=", "==")
 
 
 def _book_files(root):

@@ -2,7 +2,6 @@
 module, the install pointed at this checkout, the network off. The generated notebook of chapter 1 runs in the
 smoke profile, its first cell installs the library, and torch is left as it was."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
 

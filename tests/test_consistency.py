@@ -6,7 +6,8 @@ from scipy.stats import kendalltau
 
 import robustbook as rb
 from robustbook import consistency as mc
-from robustbook.attacks import MinimumNorm, predict_logits
+from robustbook.attacks import predict_logits
+from robustbook.margins import MinimumNorm
 from robustbook.margins import input_margin, logit_margin
 from robustbook.stats import kendall_tau
 from robustbook.train import TrainConfig, train
@@ -130,13 +131,15 @@ def test_repair_with_pseudo_margin_reports_before_and_after(digits):
     base = rb.zoo.load("pgd", digits, eps=0.1, epochs=2, width=8, attack_steps=2, seed=0)
     x, y = digits.x_test[:40], digits.y_test[:40]
     report = mc.measure(model, x, y, 0.1, fab_options=dict(n_iter=20), attack_options=dict(setting="smoke"))
-    pseudo, score, before, after = mc.repair_with_pseudo_margin(
+    r = mc.repair_with_pseudo_margin(
         model, report, digits.x_train[:60], digits.x_val[:30], 0.1, fab_options=dict(n_iter=20), epochs=20, lr=1e-3,
         margin_model=base)
-    assert score.shape == (40,) and (score >= 0).all()
-    assert before["tau"] == pytest.approx(report.tau(n_boot=0).tau)
-    assert set(after) == {"tau", "auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
-    assert 1 <= pseudo.best_epoch <= 20
+    assert r.score.shape == (40,) and (r.score >= 0).all()
+    assert torch.allclose(r.score, r.pseudo(report.logits))
+    assert r.before["tau"] == pytest.approx(report.tau(n_boot=0).tau)
+    assert set(r.after) == {"tau", "auroc", "aupr", "fpr_at_95_tpr", "non_robust_share"}
+    assert r.tau_gain == pytest.approx(r.after["tau"] - r.before["tau"])
+    assert 1 <= r.pseudo.best_epoch <= 20
 
 
 def test_paper_profile_path_with_a_local_robustbench_checkpoint(no_network):

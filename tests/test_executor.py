@@ -12,6 +12,8 @@ from conftest import make_project
 from robustbook import executor, zoo
 from robustbook.runtime import cache_load
 
+pytestmark = pytest.mark.slow
+
 
 def _square(v):
     return {"value": torch.tensor(float(v) ** 2)}
@@ -157,5 +159,40 @@ def test_the_study_gives_the_same_rows_on_ray_and_in_process(local_ray, monkeypa
         b = measures.study(models, digits, attacks, attack_points=20, sharpness_points=30)
     finally:
         torch.set_num_threads(threads)
-    assert a[1] == b[1]
-    assert a[0] == b[0]
+    assert a.quantities == b.quantities
+    assert a.measures == b.measures
+
+
+def test_attack_verdicts_and_fab_margins_run_as_units_shard_by_shard(local_ray, monkeypatch, digits):
+    """AutoAttack verdicts and FAB margins of several models: the missing shards are units (on a local Ray here),
+    the driver writes them, and every call then reads the same numbers a serial run computes; cached shards are
+    never submitted again; a model that cannot travel (spectral norm) is computed in the driver."""
+    from robustbook import attacks, margins
+
+    models = [zoo.load("standard", digits, epochs=1, width=4, seed=s) for s in (0, 1)]
+    models.append(zoo.load("spectral_norm", digits, epochs=1, width=4, seed=0))
+    x = digits.x_test[:60]
+    verdicts = [dict(model=m, x=x, eps=0.1, setting="smoke", batch_size=25) for m in models]
+    fab_requests = [dict(model=m, x=x, n_iter=5, targeted=1, batch_size=25) for m in models]
+    monkeypatch.setenv(executor.UNIT_LOG, str(local_ray / "submitted"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                        # as a Ray task runs
+    try:
+        monkeypatch.setenv("ROBUSTBOOK_CACHE", str(local_ray / "ray"))
+        flags = attacks.robust_flags_many(verdicts)
+        found = margins.input_margin_many(fab_requests)
+        submitted = (local_ray / "submitted").read_text().splitlines()
+        assert len(submitted) == 2 * 3 + 2 * 3                       # 2 portable models x 3 shards, twice
+        assert attacks.robust_flags_many(verdicts) and margins.input_margin_many(fab_requests)
+        assert len((local_ray / "submitted").read_text().splitlines()) == len(submitted)   # nothing again
+        monkeypatch.delenv(executor.RAY)
+        monkeypatch.setenv("ROBUSTBOOK_CACHE", str(local_ray / "serial"))
+        serial_flags = [attacks.robust_flags(**r) for r in verdicts]
+        serial_found = [margins.input_margin(**r) for r in fab_requests]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(flags, serial_flags):
+        assert torch.equal(a, b)
+    for a, b in zip(found, serial_found):
+        assert torch.equal(a.success, b.success)
+        assert torch.allclose(a.margin, b.margin, atol=1e-5)

@@ -13,6 +13,8 @@ from conftest import make_project
 from robustbook.book import chapters
 from robustbook.book.specs import FIRST, KEEP, get, resolve, shrunk
 
+pytestmark = pytest.mark.slow
+
 PROFILES = ("colab", "paper")
 
 

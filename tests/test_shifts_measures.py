@@ -132,7 +132,8 @@ def test_findings_state_signs_and_are_judged_by_them():
     assert not ms.construction_linked("margin", "corruption/relative_robustness")
     tau = {"accuracy": {"a/relative_robustness": 0.9, "a/uncertainty_robustness": 0.1},
            "margin": {"a/relative_robustness": 0.6, "a/uncertainty_robustness": -0.6}}
-    best, share = ms.best_coverage(tau)
+    found = ms.best_coverage(tau)
+    best, share = found.measure, found.share
     assert best == "margin" and share == 1.0                 # accuracy's relative-robustness pair is left out
 
 
@@ -149,7 +150,8 @@ def test_study_on_a_tiny_zoo(digits):
     zoo = [rb.zoo.load(rb.zoo.grid_name(p), digits, epochs=1, seed=0) for p in rb.zoo.grid(["adam"], [1], [1, 2], [4], [0.0])]
     attacks = {"fgsm": {"eps": 0.1}, "bim": {"eps": 0.1}, "deepfool": {"eps": 0.5, "steps": 3},
                "cw": {"eps": 0.5, "steps": 3, "search_steps": 1}}
-    m, q, sec = ms.study(zoo, digits, attacks, attack_points=20, sharpness_points=30)
+    found = ms.study(zoo, digits, attacks, attack_points=20, sharpness_points=30)
+    m, q, sec = found.measures, found.quantities, found.sharpness_seconds
     assert len(m) == len(q) == 2 and sec > 0
     assert {"accuracy", "spectral_over_margin", "sharpness_magnitude", "entropy"} <= set(m[0])
     assert {"noise/relative_robustness", "adversarial/accuracy_gap", "corruption/uncertainty_robustness"} <= set(q[0])

@@ -13,10 +13,10 @@ shifts, measures, stats, plots, runtime, validate) never import the book machine
 ``robustbook.book``; ``rb.start`` and ``rb.Results`` are forwarded to it for the chapters.
 """
 from . import zoo
-from .attacks import ATTACKS, accuracy, attack, fab, robust_accuracy, robust_flags
+from .attacks import ATTACKS, accuracy, attack, robust_accuracy, robust_flags
 from .data import DATASETS, load_dataset
 from .losses import LOSSES
-from .margins import input_margin, linear_input_margin, logit_margin
+from .margins import fab, input_margin, linear_input_margin, logit_margin
 from .models import ARCHITECTURES, build_model, load_robustbench
 from .runtime import device, setup
 from .stats import OverSeeds

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
-from .attacks import AUTOATTACK_SETTINGS, _random_start, _step, check_norm, pgd, predict_logits, project, \
-    robust_flags
+from .attacks import (AUTOATTACK_SETTINGS, ascent_step, check_norm, pgd, predict_logits, project, random_start,
+                      robust_flags)
 from .attacks import autoattack as run_autoattack
 from .certify import LOGIT_SLACK, GloroNet
 from .margins import logit_margin
@@ -74,20 +74,49 @@ def robustness_metrics(correct: torch.Tensor, robust: torch.Tensor) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Indicators:
+    """Per point, for one model: is its prediction correct, and is it robust (against its own prediction)?"""
+
+    correct: torch.Tensor
+    robust: torch.Tensor
+
+    def metrics(self) -> dict:
+        """:func:`robustness_metrics` of these indicators."""
+        return robustness_metrics(self.correct, self.robust)
+
+
 def indicators(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
-               **attack) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per point: is the prediction correct, and is it robust at ``eps`` against AutoAttack (own prediction)?"""
+               **attack) -> Indicators:
+    """Per point: is the prediction correct, and is it robust at ``eps`` (own prediction)?
+
+    Robustness is :func:`robustbook.attacks.robust_flags` with the given ``attack`` options: AutoAttack by
+    default, or e.g. ``attack_name="pgd", steps=...`` (chapter 4's 2-D toys).
+    """
     correct = predict_logits(model, x).argmax(1) == y
-    return correct, robust_flags(model, x, eps, norm, **attack)
+    return Indicators(correct, robust_flags(model, x, eps, norm, **attack))
+
+
+def indicators_many(models: dict, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
+                    **attack) -> dict:
+    """:func:`indicators` for every model of ``{seed: {name: model}}`` (the same structure comes back): the missing
+    attack verdicts of all of them first run as units of :mod:`robustbook.executor` (in parallel as Ray tasks with
+    ``ROBUSTBOOK_RAY``), then each model's indicators are read from the cache."""
+    from . import executor
+    from .attacks import verdict_units
+
+    executor.run([u for zoo in models.values() for m in zoo.values() for u in verdict_units(m, x, eps, norm, **attack)],
+                 "attack verdicts")
+    return {seed: {name: indicators(m, x, y, eps, norm, **attack) for name, m in zoo.items()}
+            for seed, zoo in models.items()}
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **attack) -> dict:
-    """:func:`robustness_metrics` of a model, robustness measured with AutoAttack at ``eps``."""
-    return robustness_metrics(*indicators(model, x, y, eps, **attack))
+    """:func:`robustness_metrics` of a model, robustness measured as :func:`indicators` does."""
+    return indicators(model, x, y, eps, **attack).metrics()
 
 
-def compositional(selected: torch.Tensor, robust_correct: torch.Tensor, robust_robust: torch.Tensor,
-                  core_correct: torch.Tensor, core_robust: torch.Tensor) -> dict:
+def compositional(selected: torch.Tensor, robust: Indicators, core: Indicators) -> dict:
     """The paper's formula: natural and robust accuracy of "robust model where selected, core elsewhere".
 
     natural = mean(S acc_robust + (1 - S) acc_core)
@@ -96,12 +125,12 @@ def compositional(selected: torch.Tensor, robust_correct: torch.Tensor, robust_r
     is not counted: see :func:`attack_composed`).
     """
     s = selected.double()
-    ra, rr = robust_correct.double(), robust_robust.double()
-    ca, cr = core_correct.double(), core_robust.double()
+    ra, rr = robust.correct.double(), robust.robust.double()
+    ca, cr = core.correct.double(), core.robust.double()
     natural = (s * ra + (1 - s) * ca).mean().item()
-    robust = (s * ra * rr + (1 - s) * ca * cr).mean().item()
+    robust_accuracy = (s * ra * rr + (1 - s) * ca * cr).mean().item()
     inacc = (s * (1 - ra) * rr + (1 - s) * (1 - ca) * cr).mean().item()
-    return {"natural_accuracy": natural, "robust_accuracy": robust, "r_rob_inacc": inacc,
+    return {"natural_accuracy": natural, "robust_accuracy": robust_accuracy, "r_rob_inacc": inacc,
             "selected": s.mean().item()}
 
 
@@ -167,9 +196,7 @@ def logit_margin_selector(model: nn.Module, threshold: float = 0.0) -> Threshold
 def pseudo_margin_selector(model: nn.Module, pseudo, threshold: float = 0.0) -> ThresholdSelector:
     """A learned pseudo-margin of the robust model (:class:`robustbook.consistency.PseudoMargin`)."""
     def score(x):
-        z = model(x.to(model_device(model))).float()
-        net = pseudo.net
-        return (net((z - pseudo.mean) / pseudo.std).squeeze(1) ** 2).to(x.device)
+        return pseudo.score(model(x.to(model_device(model))).float()).to(x.device)
     return ThresholdSelector("pseudo_margin", score, threshold, parts=(model, pseudo.net))
 
 
@@ -293,13 +320,6 @@ class ComposedModel(nn.Module):
         return torch.cat([self(x[s].to(dev)).argmax(1).to(x.device) for s in batches(len(x), batch_size)])
 
 
-def composed_metrics(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Selected share and natural accuracy of the composed model on clean inputs."""
-    selected = composed.selector.select(x)
-    pred = composed.predict(x)
-    return {"selected": selected.double().mean().item(), "natural_accuracy": (pred == y).double().mean().item()}
-
-
 def _objectives(composed: ComposedModel, y: torch.Tensor, hinge: float):
     """Surrogate losses an attacker of the composed model maximises (per input)."""
     sel = composed.selector
@@ -409,13 +429,13 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
                 broken[s] |= hit
             for name, objective in _objectives(composed, yb, hinge).items():
                 for r in range(restarts):
-                    x_adv = xb.clone() if r == 0 else _random_start(xb, eps, norm, gen)
+                    x_adv = xb.clone() if r == 0 else random_start(xb, eps, norm, gen)
                     candidates = []
                     for t in range(steps):
                         xa = x_adv.detach().requires_grad_(True)
                         with torch.enable_grad():
                             (grad,) = torch.autograd.grad(objective(xa).sum(), xa)
-                        x_adv = project(x_adv + _step(grad, step_size, norm), xb, eps, norm).detach()
+                        x_adv = project(x_adv + ascent_step(grad, step_size, norm), xb, eps, norm).detach()
                         if (t + 1) % check_every == 0 or t == steps - 1:
                             candidates.append(x_adv)
                     cand = torch.stack(candidates)                         # (c, n, ...)
@@ -430,21 +450,20 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
 
 
 def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float,
-                      core_flags: tuple[torch.Tensor, torch.Tensor], robust_flags_: tuple[torch.Tensor, torch.Tensor],
+                      core: Indicators, robust: Indicators,
                       norm: str = "Linf", steps: int = 20, restarts: int = 1, seed: int = 0,
                       autoattack: str | None = None) -> dict:
     """The composed model three ways: the paper's formula, an end-to-end attack, and (for the certified
     selector) a sound certificate — plus selected share, natural accuracy and robust inaccuracy.
 
-    ``core_flags`` / ``robust_flags_``: (correct, robust at eps) per point for each model, as
-    :func:`indicators` returns them. ``steps``, ``restarts`` and ``autoattack`` are the end-to-end attack's
+    ``core`` / ``robust``: each model's :class:`Indicators` at eps (what :func:`indicators` returns). ``steps``, ``restarts`` and ``autoattack`` are the end-to-end attack's
     settings (:func:`composed_attack` derives them from the component attacks). ``broken_by`` counts the
     points each route of the attack broke first; ``certified_points`` counts the certified points,
     ``certificate_violations`` those the attack broke.
     """
     def compute():
         selected = composed.selector.select(x)
-        formula = compositional(selected, *robust_flags_, *core_flags)
+        formula = compositional(selected, robust, core)
         check_every = 1 if composed.selector.differentiable else max(1, steps // 4)
         attacked = attack_composed(composed, x, y, eps, norm, steps, restarts, check_every, seed,
                                    autoattack=autoattack)
@@ -462,7 +481,7 @@ def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor,
         return out
 
     key = [model_fingerprint(composed.core), model_fingerprint(composed.robust), composed.selector.fingerprint(),
-           tensor_fingerprint(x, y, *core_flags, *robust_flags_), float(eps), norm, steps, restarts, seed, autoattack]
+           tensor_fingerprint(x, y, core.correct, core.robust, robust.correct, robust.robust), float(eps), norm, steps, restarts, seed, autoattack]
     return memo("composed", key, compute, ("attacks", "abstain", "certify"))
 
 

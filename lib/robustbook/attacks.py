@@ -1,23 +1,29 @@
-"""Adversarial attacks, batched over the inputs, on any device.
+"""Adversarial attacks at a fixed radius, batched over the inputs, on any device.
 
-* ``fgsm``, ``pgd``, ``bim``: our short implementations for the Linf and L2 threat models. PGD keeps,
-  per point, the best iterate over every step and restart (a misclassified one, else the highest loss).
+* ``fgsm``, ``pgd``, ``bim``: our short implementations for the Linf and L2 threat models. The
+  evaluation attack :func:`pgd` keeps, per point, the best iterate over every step and restart (a
+  misclassified one, else the highest loss); :func:`pgd_training` is the inner maximisation of
+  adversarial training (the last iterate, as the reference code returns it).
 * ``deepfool`` (L2 or Linf) and ``cw`` (Carlini & Wagner L2 with a binary search over its constant):
   minimum-norm attacks, capped to a budget when one is given.
-* ``fab``: the minimum-norm attack FAB (Croce & Hein, 2020) from pyautoattack, run as a batch of
-  targeted runs towards the classes whose linearised boundary is nearest, refined by bisection; it
-  returns distances AND a success mask, and never reseeds the global random generator.
 * ``autoattack``: pyautoattack's AutoAttack (the papers' robust-accuracy yardstick), and
   :func:`robust_flags` / :func:`robust_accuracy`, which cache its per-point verdicts.
+* the building blocks other modules compose into their own attacks: :func:`project` (onto the ball
+  and the box), :func:`ascent_step`, :func:`random_start`, :func:`jacobian`, :func:`per_point`.
 
 Every attack takes ``(model, x, y, eps, ...)`` and returns adversarial inputs in the box [0, 1]^d;
-the registry :data:`ATTACKS` maps names to them.
+the registry :data:`ATTACKS` maps names to them. The minimum-norm attack FAB, which estimates input
+margins rather than attacking at a radius, lives in :mod:`robustbook.margins`.
+
+>>> x_adv = attack("pgd", model, x, y, eps=0.1, steps=20)            # doctest: +SKIP
+>>> accuracy(model, x_adv, y)                                         # doctest: +SKIP
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -25,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
-from .runtime import (batches, cache_dir, cache_load, cache_save, code_hash, model_device, model_fingerprint,
-                      stable_hash, tensor_fingerprint, timed)
+from .runtime import batches, memo, memo_path, model_device, model_fingerprint, tensor_fingerprint, timed
 
 NORMS = ("Linf", "L2")
 
@@ -41,7 +46,8 @@ def lp_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if check_norm(norm) == "Linf" else flat.norm(dim=1)
 
 
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_point(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-point vector ``v`` (n,) shaped to broadcast against a batch ``like`` (n, ...)."""
     return v.view(-1, *[1] * (like.dim() - 1))
 
 
@@ -52,31 +58,36 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torc
         delta = delta.clamp(-eps, eps)
     else:
         scale = (eps / lp_norm(delta, "L2").clamp_min(1e-12)).clamp(max=1.0)
-        delta = delta * _expand(scale, delta)
+        delta = delta * per_point(scale, delta)
     return (x + delta).clamp(0.0, 1.0)
 
 
-def _step(grad: torch.Tensor, step_size: float, norm: str) -> torch.Tensor:
+def ascent_step(grad: torch.Tensor, step_size: float, norm: str) -> torch.Tensor:
+    """The steepest-ascent step of length ``step_size`` in ``norm``: the gradient's sign (Linf) or direction (L2)."""
     if norm == "Linf":
         return step_size * grad.sign()
     g = lp_norm(grad, "L2").clamp_min(1e-12)
-    return step_size * grad / _expand(g, grad)
+    return step_size * grad / per_point(g, grad)
 
 
 def _generator(seed: int | None) -> torch.Generator | None:
     return torch.Generator().manual_seed(seed) if seed is not None else None
 
 
-def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator | None) -> torch.Tensor:
+def random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator | None = None) -> torch.Tensor:
+    """A uniformly random point of the eps-ball around each x (in ``norm``), clipped to the box."""
     if norm == "Linf":
         noise = (torch.rand(x.shape, generator=gen) * 2 - 1) * eps
     else:  # uniform in the L2 ball
         d = x[0].numel()
         direction = torch.randn(x.shape, generator=gen)
-        direction = direction / _expand(lp_norm(direction, "L2").clamp_min(1e-12), direction)
+        direction = direction / per_point(lp_norm(direction, "L2").clamp_min(1e-12), direction)
         radius = eps * torch.rand(len(x), generator=gen) ** (1.0 / d)
-        noise = direction * _expand(radius, direction)
+        noise = direction * per_point(radius, direction)
     return (x + noise.to(x.device)).clamp(0.0, 1.0)
+
+
+_start = random_start         # for functions whose boolean parameter is named ``random_start``
 
 
 def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, with_loss: bool = False):
@@ -104,45 +115,37 @@ def _check(x, y, eps, norm, allowed=NORMS):
 # --------------------------------------------------------------------------- FGSM, PGD, BIM
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
          loss_fn: Callable = _ce, **_) -> torch.Tensor:
-    """Fast gradient sign method (Goodfellow et al., 2015): one step of size eps (normalised for L2)."""
+    """Fast gradient sign method (Goodfellow et al., 2015): one step of size eps (normalised for L2).
+
+    >>> x_adv = fgsm(model, x, y, eps=0.1)                                # doctest: +SKIP
+    """
     _check(x, y, eps, norm)
     if eps == 0:
         return x.detach().clone()
     grad, _ = _input_grad(model, x, y, loss_fn)
-    return project(x + _step(grad, eps, norm), x, eps, norm).detach()
+    return project(x + ascent_step(grad, eps, norm), x, eps, norm).detach()
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
         steps: int = 20, step_size: float | None = None, restarts: int = 1,
         random_start: bool = True, loss_fn: Callable = _ce, seed: int | None = 0,
-        start: torch.Tensor | None = None, keep_best: bool = True) -> torch.Tensor:
-    """Projected gradient ascent on the loss inside the eps-ball and the box (Madry et al., 2018).
+        start: torch.Tensor | None = None) -> torch.Tensor:
+    """Projected gradient ascent on the loss inside the eps-ball and the box (Madry et al., 2018), to evaluate.
 
-    As an evaluation attack (``keep_best``, the default) it keeps, per point, the best iterate over every
-    step of every restart: the first misclassified one (when ``y`` holds labels), otherwise the one with the
-    highest loss. As the inner maximisation of adversarial training (``keep_best=False``, one restart) it
-    returns the last iterate, as Madry et al.'s and TRADES's reference code do. ``step_size`` defaults to
-    2.5 eps / steps. ``y`` may be any target that ``loss_fn`` accepts (TRADES passes clean logits);
-    ``start`` replaces the first run's starting point.
+    Keeps, per point, the best iterate over every step of every restart: the first misclassified one (when
+    ``y`` holds labels), otherwise the one with the highest loss. ``step_size`` defaults to 2.5 eps / steps.
+    ``y`` may be any target that ``loss_fn`` accepts; ``start`` replaces the first run's starting point.
+    (Adversarial training uses :func:`pgd_training`, which returns the last iterate.)
+
+    >>> x_adv = pgd(model, x, y, eps=0.1, steps=20, restarts=2)          # doctest: +SKIP
+    >>> (model(x_adv).argmax(1) == y).float().mean()                      # doctest: +SKIP
     """
     _check(x, y, eps, norm)
     check.number("steps", steps, low=1, integer=True)
     check.number("restarts", restarts, low=1, integer=True)
-    if not keep_best and restarts > 1:
-        raise check.InvalidArgument("restarts > 1 needs keep_best=True (which restart's last iterate would count?)")
     if eps == 0:
         return x.detach().clone()
-    step_size = check.number("step_size", step_size, low=0, low_open=True) if step_size is not None \
-        else 2.5 * eps / steps
-    if not keep_best:
-        gen = _generator(seed)
-        x = x.detach()
-        x_adv = project(start.detach(), x, eps, norm) if start is not None else \
-            (_random_start(x, eps, norm, gen) if random_start else x.clone())
-        for _ in range(steps):
-            grad, _logits = _input_grad(model, x_adv, y, loss_fn)
-            x_adv = project(x_adv + _step(grad, step_size, norm), x, eps, norm).detach()
-        return x_adv
+    step_size = _step_size(step_size, eps, steps)
     labels = y.dim() == 1 and not y.is_floating_point()
     gen = _generator(seed)
     x = x.detach()
@@ -156,7 +159,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
         was_fooled = fooled if rows is None else fooled[rows]
         old_best, old_loss = (best, best_loss) if rows is None else (best[rows], best_loss[rows])
         take = ~was_fooled & (wrong | (loss > old_loss))
-        new_best = torch.where(_expand(take, candidate), candidate, old_best)
+        new_best = torch.where(per_point(take, candidate), candidate, old_best)
         new_loss = torch.where(take, loss, old_loss)
         if rows is None:
             best.copy_(new_best)
@@ -169,7 +172,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
         if r == 0 and start is not None:
             x_adv = project(start.detach(), x, eps, norm)
         else:
-            x_adv = _random_start(x, eps, norm, gen) if random_start else x.clone()
+            x_adv = _start(x, eps, norm, gen) if random_start else x.clone()
         for step in range(steps + 1):
             # a point already misclassified keeps its first misclassified iterate whatever follows: with
             # labels, only the others are attacked further (the same result, fewer forward passes)
@@ -185,7 +188,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
                 break
             grad, logits, loss = _input_grad(model, xa, ya, loss_fn, with_loss=True)
             keep(rows, xa, logits, loss)             # the iterate this gradient was taken at
-            stepped = project(xa + _step(grad, step_size, norm), xo, eps, norm).detach()
+            stepped = project(xa + ascent_step(grad, step_size, norm), xo, eps, norm).detach()
             if rows is None:
                 x_adv = stepped
             else:
@@ -195,10 +198,46 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: st
     return best
 
 
+def pgd_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
+                 steps: int = 10, step_size: float | None = None, loss_fn: Callable = _ce,
+                 seed: int | None = None, start: torch.Tensor | None = None,
+                 random_start: bool = True) -> torch.Tensor:
+    """The inner maximisation of adversarial training: PGD's last iterate, as Madry et al.'s and TRADES's
+    reference code return it (one run, no restarts, no best-iterate bookkeeping).
+
+    ``y`` may be any target ``loss_fn`` accepts (TRADES passes the clean logits with a KL loss);
+    ``start`` replaces the random start. Call it in eval mode (:func:`robustbook.runtime.eval_mode`).
+
+    >>> x_adv = pgd_training(model, x, y, eps=0.1, steps=5)              # doctest: +SKIP
+    >>> loss = F.cross_entropy(model(x_adv), y)                           # doctest: +SKIP
+    """
+    _check(x, y, eps, norm)
+    check.number("steps", steps, low=1, integer=True)
+    if eps == 0:
+        return x.detach().clone()
+    step_size = _step_size(step_size, eps, steps)
+    x = x.detach()
+    if start is not None:
+        x_adv = project(start.detach(), x, eps, norm)
+    else:
+        x_adv = _start(x, eps, norm, _generator(seed)) if random_start else x.clone()
+    for _ in range(steps):
+        grad, _logits = _input_grad(model, x_adv, y, loss_fn)
+        x_adv = project(x_adv + ascent_step(grad, step_size, norm), x, eps, norm).detach()
+    return x_adv
+
+
+def _step_size(step_size: float | None, eps: float, steps: int) -> float:
+    return check.number("step_size", step_size, low=0, low_open=True) if step_size is not None else 2.5 * eps / steps
+
+
 def bim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
         steps: int | None = None, step_size: float | None = None, **_) -> torch.Tensor:
     """Basic iterative method (Kurakin et al., 2017), Linf: from x itself (no random start), step
-    alpha = 1/255 and min(255 eps + 4, 1.25 * 255 eps) iterations, as the paper sets them for pixels in [0, 1]."""
+    alpha = 1/255 and min(255 eps + 4, 1.25 * 255 eps) iterations, as the paper sets them for pixels in [0, 1].
+
+    >>> x_adv = bim(model, x, y, eps=8 / 255)          # 10 steps of 1/255    # doctest: +SKIP
+    """
     _check(x, y, eps, norm, allowed=("Linf",))
     if eps == 0:
         return x.detach().clone()
@@ -216,7 +255,7 @@ def _cap(x_adv: torch.Tensor, x: torch.Tensor, eps: float | None, norm: str) -> 
 
 
 # --------------------------------------------------------------------------- DeepFool, CW
-def _jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (n, C) and their input gradients (n, C, *shape), one batched backward pass."""
     xa = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -235,6 +274,9 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | No
     linearised boundary in ``norm`` (distance |f| / ||w||_2 along w for L2, |f| / ||w||_1 along
     sign(w) for Linf); points stop once misclassified, and the total step is scaled by
     (1 + overshoot). With ``eps`` the result is projected onto the eps-ball of the same norm.
+
+    >>> x_adv = deepfool(model, x, y, norm="L2")       # minimum-norm points   # doctest: +SKIP
+    >>> x_adv = deepfool(model, x, y, eps=0.5)         # capped to a budget    # doctest: +SKIP
     """
     if eps is not None:
         check.radius("eps", eps)
@@ -247,7 +289,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | No
         idx = torch.nonzero(active).flatten()
         if len(idx) == 0:
             break
-        logits, grads = _jacobian(model, x_adv[idx])
+        logits, grads = jacobian(model, x_adv[idx])
         ya = y[idx]
         still = logits.argmax(1) == ya
         active[idx[~still]] = False
@@ -263,9 +305,9 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | No
         l = dist.argmin(1)
         wl, fl, dl = w[m, l], f.abs()[m, l] + 1e-4, dual[m, l].clamp_min(1e-12)
         if norm == "L2":
-            step = _expand(fl / dl ** 2, wl) * wl
+            step = per_point(fl / dl ** 2, wl) * wl
         else:
-            step = _expand(fl / dl, wl) * wl.sign()
+            step = per_point(fl / dl, wl) * wl.sign()
         r_tot[idx] = r_tot[idx] + step
         x_adv[idx] = (x[idx] + (1 + overshoot) * r_tot[idx]).clamp(0, 1)
     return _cap(x_adv.detach(), x, eps, norm)
@@ -284,6 +326,8 @@ def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = N
     The best other logit masks the true class with -inf, so negative logits are handled (torchattacks
     3.5.1 multiplies by a one-hot mask instead and picks the masked 0 when every logit is negative).
     With ``eps`` the result is projected onto the L2 eps-ball.
+
+    >>> x_adv = cw(model, x, y, eps=1.0, steps=100, search_steps=5)      # doctest: +SKIP
     """
     if eps is not None:
         check.radius("eps", eps)
@@ -313,7 +357,7 @@ def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = N
             with torch.no_grad():
                 wrong = logits.argmax(1) != y
                 better = wrong & (l2 < best_l2)
-                best = torch.where(_expand(better, x), x_adv.detach(), best)
+                best = torch.where(per_point(better, x), x_adv.detach(), best)
                 best_l2 = torch.where(better, l2.detach(), best_l2)
                 success |= wrong
                 delta.copy_((x + delta).clamp(0, 1) - x)          # back into the box
@@ -326,7 +370,10 @@ def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = N
 # --------------------------------------------------------------------------- evaluation helpers
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``x`` in eval mode, computed on the model's device batch by batch, returned on x's device."""
+    """Logits of ``x`` in eval mode, computed on the model's device batch by batch, returned on x's device.
+
+    The model is left in eval mode (every caller in the book evaluates; training code switches back itself).
+    """
     model.eval()
     dev = model_device(model)
     if len(x) == 0:
@@ -337,207 +384,6 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     check.labels("y", y, len(x))
     return (predict_logits(model, x).argmax(1) == y).double().mean().item()
-
-
-# --------------------------------------------------------------------------- FAB
-@dataclass
-class MinimumNorm:
-    """Result of a minimum-norm attack.
-
-    ``distance[i]`` is ``||x_adv[i] - x[i]||`` where ``success[i]``; NaN where the attack found no
-    adversarial point. ``bound`` is the largest distance the search covers (the diameter of the box
-    [0, 1]^d in the norm); :attr:`margin` counts a failure as a margin of at least ``bound`` — the most
-    robust kind of point — so that no point is ever dropped or zeroed.
-    """
-
-    x_adv: torch.Tensor
-    distance: torch.Tensor
-    success: torch.Tensor
-    bound: float = float("inf")
-
-    @property
-    def failures(self) -> int:
-        return int((~self.success).sum())
-
-    @property
-    def margin(self) -> torch.Tensor:
-        """Distances, with every failed point at ``bound`` (a lower bound on its margin, above every success)."""
-        return torch.where(self.success, self.distance, torch.full_like(self.distance, self.bound))
-
-
-def box_diameter(shape, norm: str) -> float:
-    """The largest distance between two points of [0, 1]^d in ``norm``."""
-    return 1.0 if norm == "Linf" else math.sqrt(math.prod(shape))
-
-
-def linear_boundary_distance(gap: torch.Tensor, v: torch.Tensor, x: torch.Tensor, norm: str = "Linf",
-                             box: bool = True) -> torch.Tensor:
-    """Distance from ``x`` to the boundaries ``gap_j - v_j . delta = 0`` of linear class gaps, per class.
-
-    ``gap`` (n, C) >= 0, ``v`` (n, C, d) with v_j = w_pred - w_j, ``x`` (n, d) in [0, 1]^d. For Linf with
-    ``box``: moving by ||delta||_inf <= t lowers gap_j by at most D(t) = sum_k |v_k| min(t, c_k), where c_k
-    is the room in the helpful direction (x_k when v_k > 0, 1 - x_k when v_k < 0); D is piecewise linear,
-    concave and increasing, and sorting the c_k gives the smallest t with D(t) >= gap_j (inf when the box
-    does not allow it). Without the box (or for L2): gap_j / ||v_j||_dual. Computed in float64.
-    """
-    gap, v, x = gap.double(), v.double(), x.double()
-    if norm == "L2":
-        return gap / v.norm(dim=-1).clamp_min(1e-300)
-    a = v.abs()
-    if not box:
-        return gap / a.sum(-1).clamp_min(1e-300)
-    room = torch.where(v > 0, x[:, None, :], 1.0 - x[:, None, :])
-    room = torch.where(v == 0, torch.zeros_like(room), room)
-    room, order = room.sort(-1)
-    a = a.gather(-1, order)
-    before = torch.cumsum(a * room, -1) - a * room             # sum_{k<m} a_k c_k
-    after = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1])   # sum_{k>=m} a_k
-    reach = before + room * after                                # D at each breakpoint
-    ok = reach >= gap[..., None]
-    m = ok.double().argmax(-1, keepdim=True)
-    t = ((gap[..., None] - before.gather(-1, m)) / after.gather(-1, m).clamp_min(1e-300)).squeeze(-1)
-    return torch.where(ok.any(-1), t.clamp_min(0), torch.full_like(t, float("inf")))
-
-
-def nearest_targets(model: nn.Module, x: torch.Tensor, pred: torch.Tensor, k: int, norm: str) -> torch.Tensor:
-    """The ``k`` classes whose linearised (box-constrained) boundary is nearest to each x: (n, k)."""
-    logits, J = _jacobian(model, x)
-    rows = torch.arange(len(x), device=x.device)
-    gap = logits.gather(1, pred[:, None]) - logits
-    v = (J[rows, pred][:, None] - J).flatten(2)
-    dist = linear_boundary_distance(gap, v, x.flatten(1), norm)
-    dist[rows, pred] = float("inf")
-    return dist.argsort(dim=1, stable=True)[:, :k]
-
-
-def _fab_class():
-    from pyautoattack.fab_pt import FABAttack_PT
-
-    class PerPointTargets(FABAttack_PT):
-        """pyautoattack's FAB with a target class per point (its own targeted mode takes one logit rank)."""
-
-        targets: torch.Tensor | None = None
-
-        def get_diff_logits_grads_batch_targeted(self, imgs, la, la_target):
-            return super().get_diff_logits_grads_batch_targeted(imgs, la, self.targets)
-
-    return PerPointTargets
-
-
-@torch.no_grad()
-def bisect_to_boundary(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-                       steps: int = 20) -> torch.Tensor:
-    """Move each adversarial point along the segment from ``x`` towards the first flip.
-
-    Keeps the invariant "upper end misclassified", so the result is a real adversarial point
-    at most as far as ``x_adv`` (and in the box, which is convex). Points where ``x_adv``
-    is not adversarial are returned unchanged.
-    """
-    lo = torch.zeros(len(x), device=x.device)
-    hi = torch.ones(len(x), device=x.device)
-    direction = x_adv - x
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        adv = model(x + _expand(mid, x) * direction).argmax(1) != y
-        hi = torch.where(adv, mid, hi)
-        lo = torch.where(adv, lo, mid)
-    return x + _expand(hi, x) * direction
-
-
-def fab(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, norm: str = "Linf",
-        targeted: int = 3, untargeted: int = 0, n_iter: int = 100, bisection_steps: int = 20,
-        alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, seed: int = 0,
-        batch_size: int = 256) -> MinimumNorm:
-    """Minimum-norm adversarial points with FAB (Croce & Hein, 2020), pyautoattack's implementation.
-
-    ``y`` defaults to the model's own prediction, so the distance estimates the input margin.
-    pyautoattack's own ``perturb`` stops improving a point as soon as one run succeeds (right for
-    robust accuracy at a fixed eps, wrong for a minimum norm), and its targeted mode picks target
-    classes by logit rank. Here: ``targeted`` runs, one per class among the ``targeted`` classes whose
-    linearised box-constrained boundary is nearest to x (ranked from one Jacobian), batched together;
-    plus ``untargeted`` runs (the first from x, the rest from random starts), which is
-    pyautoattack's default with ``targeted=0, untargeted=1, bisection_steps=0``. The closest
-    adversarial point over all runs is kept and pulled back along its segment to the first
-    prediction flip. The global random generator is left as it was.
-    """
-    check.batch("x", x)
-    check_norm(norm)
-    for name, value in (("targeted", targeted), ("untargeted", untargeted), ("n_iter", n_iter),
-                        ("bisection_steps", bisection_steps)):
-        check.number(name, value, low=0, integer=True)
-    if targeted + untargeted == 0:
-        raise check.InvalidArgument("fab needs at least one run: targeted + untargeted must be >= 1")
-    model.eval()
-    dev = model_device(model)
-    parts = []
-    with timed("attacks"), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for s in batches(len(x), batch_size):
-            yb = None if y is None else y[s].to(dev)
-            parts.append(_fab_batch(model, x[s].to(dev), yb, norm, targeted, untargeted, n_iter, bisection_steps,
-                                    alpha_max, eta, beta, seed))
-    out = MinimumNorm(*(torch.cat([getattr(p, f) for p in parts]).to(x.device)
-                        for f in ("x_adv", "distance", "success")), bound=box_diameter(x.shape[1:], norm))
-    return out
-
-
-def _fab_batch(model, x, y, norm, targeted, untargeted, n_iter, bisection_steps, alpha_max, eta, beta, seed):
-    with torch.no_grad():
-        pred = model(x).argmax(1)
-    y = pred if y is None else y
-    C = int(model(x[:1]).shape[1]) if len(x) else 2
-    k = min(targeted, C - 1)
-    atk = _fab_class()(model, norm=norm, n_restarts=1, n_iter=n_iter, eps=box_diameter(x.shape[1:], norm),
-                       alpha_max=alpha_max, eta=eta, beta=beta, seed=seed, device=x.device)
-    best = x.detach().clone()
-    dist = torch.full((len(x),), float("inf"), device=x.device)
-
-    def keep(candidates: torch.Tensor, labels: torch.Tensor):
-        nonlocal best, dist
-        with torch.no_grad():
-            ok = model(candidates).argmax(1) != labels
-        d = torch.where(ok, lp_norm(candidates - x.repeat(len(candidates) // len(x), *[1] * (x.dim() - 1)), norm),
-                        torch.full_like(ok, float("inf"), dtype=dist.dtype))
-        d, candidates = d.view(-1, len(x)), candidates.view(-1, *x.shape)
-        j = d.argmin(0)
-        closest = d.min(0).values
-        better = closest < dist
-        pick = candidates[j, torch.arange(len(x), device=x.device)]
-        best = torch.where(_expand(better, x), pick, best)
-        dist = torch.where(better, closest, dist)
-
-    if k:
-        # pyautoattack attacks only points predicted as y; an already misclassified point stays at x
-        # (distance 0), so the targeted runs take the others, with their targets in the same order
-        sel = torch.nonzero(pred == y).flatten()
-        if len(sel):
-            targets = nearest_targets(model, x[sel], y[sel], k, norm)         # (m, k)
-            atk.targets = targets.T.reshape(-1)
-            atk.target_class = 2                                    # unused: the targets above replace it
-            xs, ys = x[sel].repeat(k, *[1] * (x.dim() - 1)), y[sel].repeat(k)
-            adv = x.repeat(k, *[1] * (x.dim() - 1))
-            idx = (sel[None, :] + len(x) * torch.arange(k, device=x.device)[:, None]).reshape(-1)
-            adv[idx] = atk.attack_single_run(xs, ys, use_rand_start=False, is_targeted=True)
-            keep(adv, y.repeat(k))
-    for r in range(untargeted):
-        keep(atk.attack_single_run(x, y, use_rand_start=r > 0, is_targeted=False), y)
-    success = torch.isfinite(dist)
-    if bisection_steps:
-        refined = bisect_to_boundary(model, x, best, y, bisection_steps)
-        best = torch.where(_expand(success, x), refined, best)
-    with torch.no_grad():
-        success = success & (model(best).argmax(1) != y)
-    distance = torch.where(success, lp_norm(best - x, norm), torch.full_like(dist, float("nan")))
-    return MinimumNorm(best.detach(), distance.detach(), success)
-
-
-def fab_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
-               seed: int = 0, **options) -> torch.Tensor:
-    """FAB as a budgeted attack: the minimum-norm point where it lies within eps, else x itself."""
-    _check(x, y, eps, norm)
-    r = fab(model, x, y, norm, seed=seed, **options)
-    inside = r.success & (r.distance <= eps)
-    return torch.where(_expand(inside, x), project(r.x_adv, x, eps, norm), x)
 
 
 # --------------------------------------------------------------------------- AutoAttack
@@ -584,6 +430,9 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, n
     sanity checks are collected instead of printed; a model that looks randomized or outputs
     probabilities is refused, since AutoAttack's verdict would not mean robustness then.
     The global random generator is left as it was.
+
+    >>> x_adv = autoattack(model, x, y, eps=8 / 255)                      # doctest: +SKIP
+    >>> x_adv = autoattack(model, x, y, eps=0.1, setting="cpu")   # APGD-CE + APGD-T   # doctest: +SKIP
     """
     from pyautoattack import AutoAttack
 
@@ -620,11 +469,10 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, n
 
 # --------------------------------------------------------------------------- registry
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
-    "fgsm": fgsm, "pgd": pgd, "bim": bim, "deepfool": deepfool, "cw": cw, "fab": fab_attack,
-    "autoattack": autoattack,
+    "fgsm": fgsm, "pgd": pgd, "bim": bim, "deepfool": deepfool, "cw": cw, "autoattack": autoattack,
 }
 ATTACK_NORMS = {"fgsm": NORMS, "pgd": NORMS, "bim": ("Linf",), "deepfool": NORMS, "cw": ("L2",),
-                "fab": NORMS, "autoattack": NORMS}
+                "autoattack": NORMS}
 
 
 def attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **options) -> torch.Tensor:
@@ -644,44 +492,82 @@ def run_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dic
     return out
 
 
-def robust_flags(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Linf", y: torch.Tensor | None = None,
-                 attack_name: str = "autoattack", batch_size: int = 1000, cache: bool = True,
-                 **options) -> torch.Tensor:
-    """Per point: True where the attack found no input within eps whose prediction differs from ``y``.
+def _flags_key(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, attack_name: str,
+               options: dict) -> list:
+    return [model_fingerprint(model), tensor_fingerprint(x, y), float(eps), norm, attack_name,
+            {k: (v.__dict__ if isinstance(v, AutoAttackSetting) else v) for k, v in options.items()}]
 
-    ``y`` defaults to the model's own prediction (robustness judged against the model's answer; a
-    point already predicted differently from a given ``y`` is not robust). Results are cached
-    under ``cache_dir()/attacks``, keyed by the model, the inputs, the targets, the attack and its
-    options, and the code of this module.
-    """
+
+def _flags(model, x, y, pred, eps, norm, attack_name, options) -> torch.Tensor:
+    x_adv = attack(attack_name, model, x, y, eps, norm=norm, **options)
+    return ((predict_logits(model, x_adv).argmax(1) == y) & (pred == y)).cpu()
+
+
+def _flags_entry(model, x, y, pred, eps, norm, attack_name, options) -> dict:
+    """One shard's verdicts where a unit runs (a Ray worker, or here), as the cache entry :func:`memo` reads."""
+    from .runtime import device
+
+    return {"value": _flags(model.to(device()), x, y, pred, eps, norm, attack_name, options)}
+
+
+def _shards(model, x, eps, norm, y, attack_name, batch_size, options):
+    """The shards of a :func:`robust_flags` call: (slice, targets, predictions, memo key) per ``batch_size`` points."""
     check.batch("x", x)
     check.radius("eps", eps)
     check_norm(norm, ATTACK_NORMS.get(attack_name, NORMS))
     check.choice("attack_name", attack_name, ATTACKS)
     pred = predict_logits(model, x).argmax(1)
     y = pred if y is None else check.labels("y", y, len(x))
-    key = stable_hash([model_fingerprint(model), tensor_fingerprint(x, y), float(eps), norm, attack_name,
-                       {k: (v.__dict__ if isinstance(v, AutoAttackSetting) else v) for k, v in options.items()},
-                       code_hash("attacks")])
-    path = cache_dir() / "attacks" / f"{attack_name}-{key}.pt"
-    if cache:
-        stored = cache_load(path, "robust_flags", key, validate=lambda p: _same_length(p["robust"], len(x)))
-        if stored is not None:
-            return stored["robust"].to(x.device)
-    flags = []
-    for s in batches(len(x), batch_size):
-        x_adv = attack(attack_name, model, x[s], y[s], eps, norm=norm, **options)
-        flags.append((predict_logits(model, x_adv).argmax(1) == y[s]) & (pred[s] == y[s]))
-    robust = torch.cat(flags)
-    if cache:
-        cache_save(path, {"robust": robust.cpu()}, "robust_flags", key,
-                   {"attack": attack_name, "eps": eps, "norm": norm, "points": len(x)})
-    return robust
+    return [(s, y[s], pred[s], _flags_key(model, x[s], y[s], eps, norm, attack_name, options))
+            for s in batches(len(x), batch_size)]
 
 
-def _same_length(t: torch.Tensor, n: int) -> None:
-    if len(t) != n:
-        raise ValueError(f"holds {len(t)} points, expected {n}")
+def robust_flags(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Linf", y: torch.Tensor | None = None,
+                 attack_name: str = "autoattack", batch_size: int = 1000, cache: bool = True,
+                 **options) -> torch.Tensor:
+    """Per point: True where the attack found no input within eps whose prediction differs from ``y``.
+
+    ``y`` defaults to the model's own prediction (robustness judged against the model's answer; a
+    point already predicted differently from a given ``y`` is not robust). The points are attacked in shards of
+    ``batch_size``; each shard's verdicts are cached (:func:`robustbook.runtime.memo`, kind ``attacks``), keyed by
+    the model, the shard's inputs and targets, the attack and its options, and the code of this module.
+    :func:`robust_flags_many` computes the missing shards of several calls as units of :mod:`robustbook.executor`.
+
+    >>> robust = robust_flags(model, x, eps=0.1, setting="cpu")          # doctest: +SKIP
+    >>> robust.float().mean()                # the share of points whose answer AutoAttack cannot change
+    """
+    out = [memo("attacks", key, lambda s=s, ys=ys, ps=ps: _flags(model, x[s], ys, ps, eps, norm, attack_name, options),
+                ("attacks",), cache=cache)
+           for s, ys, ps, key in _shards(model, x, eps, norm, y, attack_name, batch_size, options)]
+    return torch.cat(out).to(x.device)
+
+
+def verdict_units(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Linf", y: torch.Tensor | None = None,
+                  attack_name: str = "autoattack", batch_size: int = 1000, **options) -> list:
+    """The shards of ``robust_flags(model, x, eps, ...)`` whose verdicts are not cached, as units of
+    :mod:`robustbook.executor` (one per shard of ``batch_size`` points)."""
+    from .executor import Unit, portable
+
+    units = []
+    if not portable(model):
+        return units                          # robust_flags computes its shards in this process
+    for s, ys, ps, key in _shards(model, x, eps, norm, y, attack_name, batch_size, options):
+        path = memo_path("attacks", key, ("attacks",))
+        if not path.is_file():
+            units.append(Unit(f"{attack_name} verdicts, points {s.start}-{s.stop}", path, "attacks", path.stem,
+                              _flags_entry, (copy.deepcopy(model).cpu(), x[s].cpu(), ys.cpu(), ps.cpu(), float(eps),
+                                             norm, attack_name, options)))
+    return units
+
+
+def robust_flags_many(requests: list[dict]) -> list[torch.Tensor]:
+    """Several :func:`robust_flags` calls (``[{"model": ..., "x": ..., "eps": ..., **options}, ...]``): the
+    missing shards of all of them run first as units of :mod:`robustbook.executor` — one after another here, or
+    in parallel as Ray tasks with ``ROBUSTBOOK_RAY`` — then every call reads its verdicts from the cache."""
+    from . import executor
+
+    executor.run([u for r in requests for u in verdict_units(**r)], "attack verdicts")
+    return [robust_flags(**r) for r in requests]
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, attack_name: str = "autoattack",

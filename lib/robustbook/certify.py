@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
+from .attacks import pgd, predict_logits
 from .margins import pairwise_distances
 from .models import MinMax
-from .runtime import batches, model_device
+from .runtime import batches, eval_mode, model_device, model_fingerprint
 
 RELAXATIONS = ("local", "rtk", "affinity")
 _ONE_LIPSCHITZ = (nn.ReLU, MinMax, nn.Flatten, nn.Identity)
@@ -198,22 +199,23 @@ def _membership(groups: Sequence[Sequence[int]] | None, num_classes: int) -> tor
     return member
 
 
-def relaxation_margins(y: torch.Tensor, K: torch.Tensor, eps: float, k_max: int,
+def relaxation_margins(y: torch.Tensor, pair_lipschitz: torch.Tensor, eps: float, k_max: int,
                        member: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """m_k for k = 1..k_max (n, k_max) and the class order (n, C) — the reference code's RTK rule.
 
     m_k = min over the top-k classes j_l and every class i outside the top-k of
-    y_{j_l} - y_i - eps * K[j_l, i]. The top-k set is certified invariant when m_k > 0.
+    y_{j_l} - y_i - eps * L[j_l, i], with L = ``pair_lipschitz`` (the Lipschitz bound of each logit difference).
+    The top-k set is certified invariant when m_k > 0. ``k_max`` is the relaxation's K (the largest set).
     With ``member`` (groups x classes), m_k = -inf unless the top-k set lies inside a group.
-    Computed in the dtype of ``y`` and ``K`` (float64 for certificates).
+    Computed in the dtype of ``y`` and ``pair_lipschitz`` (float64 for certificates).
     """
     n, C = y.shape
     k_max = min(k_max, C - 1)
     order = y.argsort(dim=1, descending=True, stable=True)
     top = order[:, :k_max]                                         # j_1..j_K
     y_top = y.gather(1, top)                                       # (n, K)
-    # M[n, l, r] = y_{j_l} - y_{order r} - eps K[j_l, order r]
-    k_rows = K[top]                                                # (n, K, C), columns by class id
+    # M[n, l, r] = y_{j_l} - y_{order r} - eps L[j_l, order r]
+    k_rows = pair_lipschitz[top]                                   # (n, K, C), columns by class id
     k_rows = k_rows.gather(2, order[:, None, :].expand(-1, k_max, -1))
     y_sorted = y.gather(1, order)
     M = y_top[:, :, None] - y_sorted[:, None, :] - eps * k_rows    # (n, K, C), columns by rank
@@ -352,8 +354,6 @@ class GloroNet(nn.Module):
 
     def sound_constants(self) -> torch.Tensor:
         """The pair constants K computed soundly from the current weights (recomputed when the weights change)."""
-        from .runtime import model_fingerprint
-
         with torch.no_grad():
             stamp = model_fingerprint(self.model)
             if self._sound is None or self._sound[0] != stamp:
@@ -365,7 +365,7 @@ class GloroNet(nn.Module):
         return self.model(x)
 
     def margins(self, x: torch.Tensor, eps: float | None = None, constants: torch.Tensor | None = None):
-        """Logits, pair constants, the relaxation margins m_k and the class order.
+        """Logits, pair Lipschitz constants, the relaxation margins m_k and the class order.
 
         In training mode the constants come from power iteration (differentiable, float32); in eval
         mode they are sound and everything after the logits is computed in float64.
@@ -375,12 +375,13 @@ class GloroNet(nn.Module):
         y = self.model(x)
         member = self.member if self.relaxation == "affinity" else None
         if self.training and constants is None:
-            K = self.pair_constants(sound=False)
-            m, order = relaxation_margins(y, K, eps, self.K, member)
-            return y, K, m, order
-        K = (self.sound_constants() if constants is None else constants).to(y.device, torch.float64)
-        m, order = relaxation_margins(y.double(), K, eps, self.K, None if member is None else member.to(y.device))
-        return y, K, m, order
+            lipschitz = self.pair_constants(sound=False)
+            m, order = relaxation_margins(y, lipschitz, eps, self.K, member)
+            return y, lipschitz, m, order
+        lipschitz = (self.sound_constants() if constants is None else constants).to(y.device, torch.float64)
+        m, order = relaxation_margins(y.double(), lipschitz, eps, self.K,
+                                      None if member is None else member.to(y.device))
+        return y, lipschitz, m, order
 
     def augmented(self, x: torch.Tensor, eps: float | None = None, constants: torch.Tensor | None = None) -> torch.Tensor:
         """[y, y_bot] with y_bot = max(y) - max_k m_k: bottom wins iff no k <= K is certified
@@ -393,25 +394,27 @@ class GloroNet(nn.Module):
     def certify(self, x: torch.Tensor, eps: float | None = None, batch_size: int = 4096) -> Certificate:
         """Certificates for a batch (sound constants computed once, then one forward pass per batch)."""
         check.batch("x", x)
-        was = self.training
-        self.eval()
         dev = model_device(self)
         self._ensure_shapes(x)
         parts = []
-        for s in batches(len(x), batch_size):
-            y, K, m, order = self.margins(x[s].to(dev), eps)
-            slack = LOGIT_SLACK * (1 + y.abs().amax(1, keepdim=True).double())
-            ok = m > slack                                          # strictly, with room for float32 rounding
-            size = torch.where(ok.any(1), ok.shape[1] - ok.flip(1).long().argmax(1), torch.zeros_like(order[:, 0]))
-            ranks = torch.arange(y.shape[1], device=y.device)[None, :]
-            in_set = torch.zeros_like(y, dtype=torch.bool).scatter(1, order, ranks < size[:, None])
-            j = order[:, 0]
-            gap = y.double().gather(1, j[:, None]) - y.double() - slack
-            ratio = torch.where(gap <= 0, torch.zeros_like(gap), gap / K[j])
-            radius = ratio.masked_fill(ranks == j[:, None], float("inf")).min(1).values
-            parts.append([t.to(x.device) for t in (j, size > 0, in_set, size, radius)])
-        self.train(was)
-        return Certificate(*(torch.cat(p) for p in zip(*parts)))
+        with eval_mode(self):
+            for s in batches(len(x), batch_size):
+                parts.append(self._certify_batch(x[s].to(dev), eps))
+        return Certificate(*(torch.cat([t.to(x.device) for t in p]) for p in zip(*parts)))
+
+    def _certify_batch(self, x: torch.Tensor, eps: float | None):
+        """(top class, certified, certified set, set size, radius) for one batch, in eval mode."""
+        y, lipschitz, m, order = self.margins(x, eps)
+        slack = LOGIT_SLACK * (1 + y.abs().amax(1, keepdim=True).double())
+        ok = m > slack                                          # strictly, with room for float32 rounding
+        size = torch.where(ok.any(1), ok.shape[1] - ok.flip(1).long().argmax(1), torch.zeros_like(order[:, 0]))
+        ranks = torch.arange(y.shape[1], device=y.device)[None, :]
+        in_set = torch.zeros_like(y, dtype=torch.bool).scatter(1, order, ranks < size[:, None])
+        j = order[:, 0]
+        gap = y.double().gather(1, j[:, None]) - y.double() - slack
+        ratio = torch.where(gap <= 0, torch.zeros_like(gap), gap / lipschitz[j])
+        radius = ratio.masked_fill(ranks == j[:, None], float("inf")).min(1).values
+        return j, size > 0, in_set, size, radius
 
 
 def as_relaxation(net: GloroNet, relaxation: str, K: int = 1, groups=None) -> GloroNet:
@@ -442,8 +445,6 @@ def derive_groups(net: GloroNet, x: torch.Tensor, eps: float, count: int = 4) ->
                    if ok and int(s.sum()) >= 2)
     out = [(list(s), n, "certified set") for s, n in sets.most_common(count)]
     if len(out) < count:
-        from .attacks import predict_logits
-
         top2 = predict_logits(net, x).topk(2, dim=1).indices.sort(dim=1).values
         pairs = Counter(tuple(p) for p in top2.tolist())
         for p, n in pairs.most_common():
@@ -470,8 +471,6 @@ def attack_certificates(net: GloroNet, x: torch.Tensor, eps: float, steps: int =
     For each certified point the attack maximises (best outsider logit - worst logit in the
     certified set); a value >= 0 after the attack would be a soundness violation.
     """
-    from .attacks import pgd
-
     cert = net.certify(x, eps=eps)
     dev = model_device(net)
     xs, mask = x[cert.certified].to(dev), cert.certified_set[cert.certified].to(dev)

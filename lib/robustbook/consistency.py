@@ -10,7 +10,7 @@
 * ``RescaledLogits``: a model that is NOT margin consistent by construction.
 
 Every point is counted: a point where FAB found no adversarial example enters every statistic
-with the search's bound as its margin (:attr:`robustbook.attacks.MinimumNorm.margin`), the most
+with the search's bound as its margin (:attr:`robustbook.margins.MinimumNorm.margin`), the most
 robust kind of point, and the number of such points is reported.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch import nn
 
 from . import validate as check
-from .attacks import MinimumNorm, predict_logits, robust_flags
-from .margins import feature_margin, input_margin, linear_head, logit_margin, pairwise_distances
+from .attacks import predict_logits, robust_flags
+from .margins import MinimumNorm, feature_margin, input_margin, linear_head, logit_margin, pairwise_distances
 from .runtime import device, memo, progress, tensor_fingerprint
 from .stats import Tau, kendall_tau, valid as _valid
 
@@ -158,6 +158,8 @@ class PseudoMargin:
         self.history: list[tuple[float, float]] = []
 
     def _net(self, dim: int) -> nn.Module:
+        # The released code's layers, kept as they are: no activation between the first two Linear layers (so
+        # they compose to one linear map of rank <= hidden; the net has two hidden nonlinear layers, not three).
         h = self.hidden
         return nn.Sequential(nn.Linear(dim, h), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
                              nn.Linear(h, 1), nn.Sigmoid())
@@ -212,13 +214,17 @@ class PseudoMargin:
                                         "FAB failures at the search's bound)")
         return torch.as_tensor(z, dtype=torch.float32).to(dev), margin.clamp_min(0).sqrt().to(dev)
 
+    def score(self, z: torch.Tensor) -> torch.Tensor:
+        """The pseudo-margin of representations ``z`` (squared back to the input-margin scale), differentiable
+        in z; on the net's device. What :meth:`__call__` and the pseudo-margin selector compute."""
+        self.net.eval()
+        return self.net((z.to(self.mean.device) - self.mean) / self.std).squeeze(1) ** 2
+
     @torch.no_grad()
     def __call__(self, z) -> torch.Tensor:
-        """The pseudo-margin (squared back to the input-margin scale)."""
-        self.net.eval()
+        """The pseudo-margin (squared back to the input-margin scale), on z's device."""
         z = torch.as_tensor(z, dtype=torch.float32)
-        out = self.net((z.to(self.mean.device) - self.mean) / self.std).squeeze(1) ** 2
-        return out.to(z.device)
+        return self.score(z).to(z.device)
 
 
 # --------------------------------------------------------------------------- one model, one set of points
@@ -274,6 +280,37 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm
     return MarginReport(logits, logit_margin(logits), im, logits.argmax(1) == y, robust)
 
 
+def measure_many(models: dict, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
+                 fab_options: dict | None = None, attack_options: dict | None = None,
+                 same_margins: dict[str, str] | None = None) -> dict:
+    """:func:`measure` for ``{seed: {name: model}}``: every missing FAB shard and attack verdict first runs as a
+    unit of :mod:`robustbook.executor` (in parallel as Ray tasks with ``ROBUSTBOOK_RAY``), then the reports are
+    built from the cache. ``same_margins`` names models that take another's decisions everywhere (``{"rescaled":
+    "pgd"}``): they reuse its input margins instead of estimating their own. Returns ``{seed: {name: report}}``."""
+    from . import executor
+    from .attacks import verdict_units
+    from .margins import margin_units
+
+    fab_options, attack_options, same_margins = fab_options or {}, attack_options or {}, same_margins or {}
+    units = []
+    for zoo in models.values():
+        for name, model in zoo.items():
+            if same_margins.get(name) not in zoo:
+                units += margin_units(model, x, norm, **fab_options)
+            units += verdict_units(model, x, eps, norm, **attack_options)
+    executor.run(units, "margins and verdicts")
+    out = {}
+    for seed, zoo in models.items():
+        out[seed] = {}
+        for name, model in zoo.items():
+            other = same_margins.get(name)
+            reuse = out[seed][other].input_margin if other in zoo and other in out[seed] else None
+            if other in zoo and reuse is None:
+                reuse = input_margin(zoo[other], x, norm, **fab_options)
+            out[seed][name] = measure(model, x, y, eps, norm, fab_options, attack_options, margins=reuse)
+    return out
+
+
 def margin_cost(model: nn.Module, x: torch.Tensor, norm: str = "Linf", fab_options: dict | None = None) -> dict:
     """Seconds to score ``x`` with the logit margin (median of five, after a warm-up) and to estimate
     its input margins with FAB (never from the cache: this is what the cache saves), and their ratio."""
@@ -306,17 +343,31 @@ def linear_head_stats(model: nn.Module, report: MarginReport, x: torch.Tensor, n
             "tau_feature_margin": kendall_tau(report.logit_margin, fm, n_boot=0).tau}
 
 
+@dataclass
+class Repair:
+    """A pseudo-margin fitted to a model, and how its scores compare with the logit margin's on the same points."""
+
+    pseudo: PseudoMargin
+    score: torch.Tensor          # the pseudo-margin of the report's points
+    before: dict                 # tau and detection metrics of the logit margin
+    after: dict                  # the same for the pseudo-margin
+
+    @property
+    def tau_gain(self) -> float:
+        return self.after["tau"] - self.before["tau"]
+
+
 def repair_with_pseudo_margin(model: nn.Module, report: MarginReport, x_fit: torch.Tensor, x_val: torch.Tensor,
                               eps: float, norm: str = "Linf", fab_options: dict | None = None,
                               epochs: int = 500, lr: float = 1e-4, seed: int = 0,
-                              margin_model: nn.Module | None = None):
+                              margin_model: nn.Module | None = None) -> Repair:
     """Fit a :class:`PseudoMargin` on the logits of held-out points whose input margins FAB estimates
     (``x_fit`` to train, ``x_val`` to stop early), then score the points of ``report``.
 
     ``margin_model`` estimates those margins instead of ``model`` when the two take the same decisions
-    everywhere (e.g. :class:`RescaledLogits` and its base). Returns ``(pseudo, score, before, after)``:
-    the learner, its scores on the report's points, and tau plus detection metrics of the logit
-    margin (before) and of the pseudo-margin (after).
+    everywhere (e.g. :class:`RescaledLogits` and its base). Returns a :class:`Repair`: the learner, its
+    scores on the report's points, and tau plus detection metrics of the logit margin (``before``) and of
+    the pseudo-margin (``after``).
     """
     fab_options = fab_options or {}
     source = margin_model if margin_model is not None else model
@@ -328,4 +379,4 @@ def repair_with_pseudo_margin(model: nn.Module, report: MarginReport, x_fit: tor
     before = {"tau": report.tau(n_boot=0).tau, **detection_where_defined(-report.logit_margin, report.margin, eps)}
     after = {"tau": kendall_tau(score, report.margin, n_boot=0).tau,
              **detection_where_defined(-score, report.margin, eps)}
-    return pseudo, score, before, after
+    return Repair(pseudo, score, before, after)

@@ -89,6 +89,16 @@ def load_blobs(
     return Data("blobs", xtr, ytr, xva, yva, xte, yte, len(counts), [str(c) for c in range(len(counts))])
 
 
+def load_synthetic(seed: int = 0) -> Data:
+    """Merkli et al.'s Figure 1 (chapters 4 and 6): three 2-D Gaussian classes of 485, 499 and 16 points, the small
+    class 2 close to class 1 — where a robust model is robust *and wrong*. The zoo's ``synthetic_*`` recipes
+    train on it; every seed draws a new sample."""
+    data = load_blobs(means=[(0.25, 0.25), (0.75, 0.75), (0.55, 0.80)],
+                      stds=[(0.05, 0.05), (0.05, 0.05), (0.0167, 0.025)], counts=[485, 499, 16], seed=seed)
+    data.name = "synthetic"
+    return data
+
+
 # --------------------------------------------------------------------------- digits
 def load_digits(seed: int = 0, test_fraction: float = 0.3, val_fraction: float = 0.1) -> Data:
     """scikit-learn's 8x8 handwritten digits (1,797 images, shipped with the package).
@@ -252,6 +262,7 @@ def _load_torchvision(
 # --------------------------------------------------------------------------- registry
 DATASETS: dict[str, Callable[..., Data]] = {
     "blobs": load_blobs,
+    "synthetic": load_synthetic,
     "digits": load_digits,
     "fashion_mnist": lambda **kw: _load_torchvision("fashion_mnist", **kw),
     "mnist": lambda **kw: _load_torchvision("mnist", **kw),
@@ -319,7 +330,7 @@ def subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int = 0):
     return x[idx], y[idx]
 
 
-LABELS = {"blobs": "the 2-D blobs", "digits": "the 8x8 digits", "fashion_mnist": "Fashion-MNIST", "mnist": "MNIST",
+LABELS = {"blobs": "the 2-D blobs", "synthetic": "the synthetic example", "digits": "the 8x8 digits", "fashion_mnist": "Fashion-MNIST", "mnist": "MNIST",
           "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 

@@ -53,6 +53,14 @@ class Unit:
         return self.path.is_file()
 
 
+def portable(model) -> bool:
+    """Whether a model can travel to a worker: torch refuses to pickle (or deep-copy) modules with parametrizations
+    (spectral norm); callers compute those in this process instead (their cache entry is written the same way)."""
+    from torch.nn.utils import parametrize
+
+    return not any(parametrize.is_parametrized(m) for m in model.modules())
+
+
 def backend() -> str | None:
     """``None`` for serial, ``"auto"`` for a local Ray, else the cluster address (``ROBUSTBOOK_RAY``)."""
     value = os.environ.get(RAY, "").strip()

@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import bisect_to_boundary, pgd
+from .attacks import pgd, pgd_training
 from .certify import GloroNet
+from .margins import bisect_to_boundary
+from .runtime import eval_mode
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,8 @@ class Loss:
 
 def _eval_mode_attack(model: nn.Module, run: Callable[[], torch.Tensor]) -> torch.Tensor:
     """Attacks during training run in eval mode (no dropout noise in the attack), then training resumes."""
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return run().detach()
-    finally:
-        model.train(was)
 
 
 def standard_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, eps: float) -> torch.Tensor:
@@ -49,8 +47,8 @@ def standard_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, eps: 
 
 def _pgd(model, x, y, cfg, eps, **kw):
     """The inner maximisation of adversarial training: PGD's last iterate, as the reference code returns it."""
-    return _eval_mode_attack(model, lambda: pgd(model, x, y, eps, cfg.norm, steps=cfg.attack_steps,
-                                                step_size=cfg.attack_step_size, seed=None, keep_best=False, **kw))
+    return _eval_mode_attack(model, lambda: pgd_training(model, x, y, eps, cfg.norm, steps=cfg.attack_steps,
+                                                         step_size=cfg.attack_step_size, **kw))
 
 
 def pgd_loss(model, x, y, cfg, eps: float) -> torch.Tensor:
@@ -116,16 +114,12 @@ def era_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, eps: float
     *non*-robust where it is likely wrong; the TRADES term, built on the same x_adv, keeps it
     accurate and robust where it is right.
     """
-    was = model.training
-    model.eval()                      # the reference code computes both logits in eval mode (with gradients)
-    try:
+    with eval_mode(model):            # the reference code computes both logits in eval mode (with gradients)
         logits = model(x)
         pred = logits.argmax(1).detach()
-        x_adv = pgd(model, x, pred, eps, cfg.norm, steps=cfg.attack_steps, step_size=cfg.attack_step_size,
-                    seed=None, keep_best=False).detach()
+        x_adv = pgd_training(model, x, pred, eps, cfg.norm, steps=cfg.attack_steps,
+                             step_size=cfg.attack_step_size).detach()
         logits_adv = model(x_adv)
-    finally:
-        model.train(was)
     p_wrong = 1 - F.softmax(logits, 1).gather(1, y[:, None]).squeeze(1)
     top2 = logits_adv.detach().topk(2, 1).indices
     y_adv = torch.where(top2[:, 0] == pred, top2[:, 1], top2[:, 0])

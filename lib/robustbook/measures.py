@@ -23,7 +23,7 @@ from torch import nn
 
 from . import validate as check
 from .attacks import predict_logits, run_attacks
-from .runtime import model_device, progress
+from .runtime import eval_mode, model_device, progress
 
 PERFORMANCE = ("accuracy", "precision", "recall", "f1", "log_loss")
 
@@ -105,22 +105,17 @@ def path_norm(model: nn.Module, input_shape) -> float:
     mode, sum the outputs (the squared path norm) and take the square root. A parametrized weight (spectral
     norm) counts as the weight the layer uses; the model itself is left untouched."""
     h = torch.ones((1, *input_shape), device=model_device(model))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for layer in model:
-                if isinstance(layer, (nn.Linear, nn.Conv2d)):
-                    weight, bias = layer.weight ** 2, None if layer.bias is None else layer.bias ** 2
-                    h = F.linear(h, weight, bias) if isinstance(layer, nn.Linear) else \
-                        layer._conv_forward(h, weight, bias)
-                elif any(True for _ in layer.parameters()):
-                    raise check.InvalidArgument(f"path_norm: no rule for the parameters of {type(layer).__name__} "
-                                                "(it handles Linear and Conv2d layers)")
-                else:
-                    h = layer(h)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for layer in model:
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                weight, bias = layer.weight ** 2, None if layer.bias is None else layer.bias ** 2
+                h = F.linear(h, weight, bias) if isinstance(layer, nn.Linear) else \
+                    layer._conv_forward(h, weight, bias)
+            elif any(True for _ in layer.parameters()):
+                raise check.InvalidArgument(f"path_norm: no rule for the parameters of {type(layer).__name__} "
+                                            "(it handles Linear and Conv2d layers)")
+            else:
+                h = layer(h)
     return float(h.sum().clamp_min(0).sqrt())
 
 
@@ -250,21 +245,28 @@ def _study_entry(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed
     return {"value": _study_model(model, data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural)}
 
 
+@dataclass
+class Study:
+    """The metrics study of a zoo: one record of measures and one of robustness quantities per model."""
+
+    measures: list[dict]
+    quantities: list[dict]
+    sharpness_seconds: float          # per model and variant (mean)
+
+
 def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points: int = 200,
           sharpness_points: int = 500, seed: int = 0, rgb: bool = False,
-          natural: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[dict], list[dict], float]:
+          natural: tuple[torch.Tensor, torch.Tensor] | None = None) -> Study:
     """Measures and robustness quantities of every model of a zoo.
 
     ``attacks``: {name: {"eps": ..., **options}} for :func:`robustbook.attacks.attack`; each model is
-    attacked itself on ``attack_points`` test points. Returns (measures, quantities, seconds spent on
-    sharpness per model and variant) with one record per model; quantities are named
+    attacked itself on ``attack_points`` test points. Returns a :class:`Study` (measures, quantities, seconds
+    spent on sharpness per model and variant) with one record per model; quantities are named
     "<family>/<quantity>" for the corruption families, "corruption" (all corruptions),
     "adversarial" (all attacks) and, when ``natural`` test data is given (CIFAR-10.1), "natural".
     Each model's record is cached; the models are independent, so the missing records are units of
     :mod:`robustbook.executor` (here, or Ray tasks with ``ROBUSTBOOK_RAY``; this process writes the entries).
     """
-    from torch.nn.utils import parametrize
-
     from . import executor
     from .data import subset
     from .runtime import memo, memo_path
@@ -283,13 +285,12 @@ def study(models: list[nn.Module], data, attacks: dict[str, dict], attack_points
                            memo_path("study", k, _MODULES).stem, _study_entry,
                            (copy.deepcopy(m).cpu(), data, corrupted, families, attacks, xa, ya, xs, ys, seed, natural))
              for i, (m, k) in enumerate(zip(models, keys))
-             if not memo_path("study", k, _MODULES).is_file()
-             and not any(parametrize.is_parametrized(mod) for mod in m.modules())]
+             if not memo_path("study", k, _MODULES).is_file() and executor.portable(m)]
     executor.run(units, "measures")
     rows = [memo("study", k, lambda m=m: _study_model(m, data, corrupted, families, attacks, xa, ya, xs, ys, seed,
                                                        natural), _MODULES)
             for m, k in zip(progress(models, "measures"), keys)]
-    return [r[0] for r in rows], [r[1] for r in rows], float(np.mean([r[2] for r in rows]))
+    return Study([r[0] for r in rows], [r[1] for r in rows], float(np.mean([r[2] for r in rows])))
 
 
 def correlations(measures: list[dict], quantities: list[dict]) -> dict[str, dict[str, float]]:
@@ -351,9 +352,17 @@ def construction_linked(measure: str, quantity: str) -> bool:
     return measure in PERFORMANCE and quantity.split("/")[-1] in ("accuracy_gap", "relative_robustness")
 
 
-def best_coverage(tau: dict[str, dict[str, float]], threshold: float = GOOD) -> tuple[str, float]:
+@dataclass(frozen=True)
+class Coverage:
+    """The best single measure and the share of robustness quantities it predicts (|tau| >= the threshold)."""
+
+    measure: str
+    share: float
+
+
+def best_coverage(tau: dict[str, dict[str, float]], threshold: float = GOOD) -> Coverage:
     """The measure that predicts (|tau| >= threshold) the largest share of the robustness quantities,
-    pairs linked by construction left out; returns it and that share."""
+    pairs linked by construction left out, and that share."""
     best, share = "", -1.0
     for measure, row in tau.items():
         pairs = [q for q in row if not construction_linked(measure, q) and not q.endswith("shifted_accuracy")]
@@ -362,4 +371,4 @@ def best_coverage(tau: dict[str, dict[str, float]], threshold: float = GOOD) -> 
         s = float(np.mean([abs(row[q]) >= threshold for q in pairs]))
         if s > share:
             best, share = measure, s
-    return best, share
+    return Coverage(best, share)

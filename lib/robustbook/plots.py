@@ -89,7 +89,7 @@ def selection_regions(selectors: dict, x: torch.Tensor, y: torch.Tensor, resolut
 
 def cost_vs_robustness(points, ax=None):
     """Robust accuracy (attacked) against selector cost (log axis), one point per (robust model, selector) pair,
-    with the spread over seeds as error bars. ``points``: rows with pair, cost, robust, robust_std, model."""
+    with the spread over seeds as error bars. ``points``: rows with model, selector, cost, robust, robust_std."""
     ax = ax or plt.subplots(figsize=(6.5, 4.2))[1]
     palette = dict(zip(sorted({p["model"] for p in points}), sns.color_palette("deep")))
     for p in points:

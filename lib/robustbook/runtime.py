@@ -368,6 +368,21 @@ def memo(kind: str, key_parts: Any, compute: Callable[[], Any], modules: tuple[s
     return value
 
 
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Run the block with ``model`` in eval mode, then restore the mode it had (even on an error).
+
+    >>> with eval_mode(model):                                          # doctest: +SKIP
+    ...     x_adv = pgd_training(model, x, y, eps)        # no dropout noise inside the attack
+    """
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
 # --------------------------------------------------------------------------- progress
 _TERMINAL = None
 
@@ -400,7 +415,6 @@ def progress(iterable, desc: str = "", total: int | None = None):
     stderr — the terminal and the build log — never into the executed page. Interactively (Jupyter,
     Colab) they are tqdm's notebook bars; ``ROBUSTBOOK_PROGRESS=0`` switches them off.
     """
-    import sys
 
     if os.environ.get("ROBUSTBOOK_PROGRESS", "1") == "0":
         from tqdm import tqdm

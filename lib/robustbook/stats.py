@@ -64,8 +64,9 @@ def kendall_tau(a, b, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> 
 class OverSeeds:
     """One number measured once per seed: its mean and spread.
 
-    ``spread`` is the sample standard deviation over seeds (0 for a single seed); ``as_dict`` is
-    what the chapters glue and store in their results JSON (mean, std, min, max, n, per_seed).
+    ``std`` is the sample standard deviation over seeds (0 for a single seed); ``as_dict`` is
+    what the chapters glue and store in their results JSON (mean, std, min, max, n, per_seed);
+    ``f"{v:.1%}"`` writes it as ``mean ± std``.
     """
 
     per_seed: dict
@@ -107,15 +108,20 @@ class OverSeeds:
         return {"mean": self.mean, "std": self.std, "min": float(v.min()), "max": float(v.max()), "n": len(v),
                 "per_seed": {str(s): x for s, x in self.per_seed.items()}}
 
-    def text(self, fmt: str = ".3f") -> str:
-        """``mean ± std (n seeds)``, e.g. for a table cell."""
-        if len(self.values) == 1:
-            return f"{self.mean:{fmt}} (1 seed)"
-        return f"{self.mean:{fmt}} ± {self.std:{fmt}} ({len(self.values)} seeds)"
+    def __format__(self, fmt: str) -> str:
+        """``f"{v:.1%}"`` gives ``mean ± std`` (the mean alone for one seed): see :func:`plus_minus`."""
+        return plus_minus(self.mean, self.std, fmt or ".3f", len(self.values))
 
 
-def over_seeds(per_seed: dict) -> OverSeeds:
-    return OverSeeds(dict(per_seed))
+def plus_minus(mean: float, std: float, fmt: str = ".3f", n: int = 2, std_fmt: str | None = None) -> str:
+    """The book's one way to write a number over seeds: ``mean ± std`` (the mean alone when ``n`` is 1).
+
+    >>> plus_minus(0.8512, 0.0123, ".1%", 3)
+    '85.1% ± 1.2%'
+    """
+    if n <= 1:
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {std:{std_fmt or fmt}}"
 
 
 def granulated_kendall(configs: Sequence[dict], measure, quantity, axes: Sequence[str]) -> dict:

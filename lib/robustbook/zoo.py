@@ -23,12 +23,12 @@ from . import validate as check
 from .data import Data
 from .train import TrainConfig, train
 
-P = dict   # the parameters a recipe reads (eps, epochs, width, attack_steps, seed, ...)
+RecipeParams = dict   # the parameters a recipe reads (eps, epochs, width, attack_steps, seed, ...)
 
 
-def _p(key: str, scale: float = 1.0) -> Callable[[P], Any]:
+def _p(key: str, scale: float = 1.0) -> Callable[[RecipeParams], Any]:
     """A recipe value read from the parameters (optionally scaled)."""
-    def read(params: P):
+    def read(params: RecipeParams):
         if key not in params:
             raise KeyError(key)
         return params[key] * scale if scale != 1.0 else params[key]
@@ -50,7 +50,7 @@ class Recipe:
 CNN = {"arch": "cnn", "arch_options": lambda p: {"width": p["width"]}, "epochs": _p("epochs"), "lr": 1e-3,
        "seed": _p("seed")}
 ADV = {"attack_steps": _p("attack_steps")}
-def _gloro_arch_options(p: P) -> dict:
+def _gloro_arch_options(p: RecipeParams) -> dict:
     arch = p.get("gloro_arch", "mlp")
     if arch == "mlp":
         return {"width": p.get("gloro_width", 128), "depth": 2, "activation": "minmax"}
@@ -125,10 +125,10 @@ RECIPES: dict[str, Recipe] = {
                              "loss_options": lambda p: {"era_beta": p["synthetic_beta"]}}, chapters=("04",)),
 }
 
-WRAPS: dict[str, Callable[[nn.Module, Data, P], nn.Module]] = {}
+WRAPS: dict[str, Callable[[nn.Module, Data, RecipeParams], nn.Module]] = {}
 
 
-def _rescaled(base: nn.Module, data: Data, params: P) -> nn.Module:
+def _rescaled(base: nn.Module, data: Data, params: RecipeParams) -> nn.Module:
     from .consistency import RescaledLogits
 
     return RescaledLogits(base, data.x_train, seed=params["seed"]).to(next(base.parameters()).device).eval()
@@ -158,7 +158,7 @@ def grid_name(point: dict) -> str:
             f"p{point['dropout']:g}")
 
 
-def _grid_config(name: str, params: P) -> TrainConfig:
+def _grid_config(name: str, params: RecipeParams) -> TrainConfig:
     try:
         o, lr, d, w, p = name[len("grid:"):].split("-")
         point = dict(optimizer=o, lr=int(lr[2:]), depth=int(d[1:]), width=int(w[1:]), dropout=float(p[1:]))
@@ -174,7 +174,7 @@ def _grid_config(name: str, params: P) -> TrainConfig:
 
 
 # --------------------------------------------------------------------------- loading
-def _resolve(value, params: P):
+def _resolve(value, params: RecipeParams):
     if callable(value):
         return value(params)
     if isinstance(value, dict):
@@ -242,7 +242,7 @@ def load(name: str, data: Data, threat_model: str = "Linf", **params) -> nn.Modu
     return train(config(name, **params), data, init=init)
 
 
-def _plan(name: str, data: Data, threat_model: str, params: P) -> list[tuple[str, P]]:
+def _plan(name: str, data: Data, threat_model: str, params: RecipeParams) -> list[tuple[str, RecipeParams]]:
     """The recipes to train for ``name`` (its base first), as (name, params) — none for RobustBench names."""
     if not is_recipe(name):
         return []
@@ -254,7 +254,7 @@ def _plan(name: str, data: Data, threat_model: str, params: P) -> list[tuple[str
     return steps if spec.wrap else [*steps, (name, params)]
 
 
-def _cached(name: str, data: Data, params: P, threat_model: str = "Linf") -> bool:
+def _cached(name: str, data: Data, params: RecipeParams, threat_model: str = "Linf") -> bool:
     """Whether ``name`` is in the cache already (a fine-tuned model's key needs its base: loaded if cached)."""
     from .runtime import model_fingerprint
     from .train import checkpoint_path
@@ -269,7 +269,7 @@ def _cached(name: str, data: Data, params: P, threat_model: str = "Linf") -> boo
     return checkpoint_path(cfg, data).is_file()
 
 
-def training_unit(name: str, data: Data, threat_model: str, params: P):
+def training_unit(name: str, data: Data, threat_model: str, params: RecipeParams):
     """The training of recipe ``name`` as a unit of work (its base, if any, must be in the cache already)."""
     from .train import unit
 
@@ -295,7 +295,7 @@ def load_many(requests: list[tuple], data: Data | None = None, threat_model: str
     requests = [(r[0], r[1], r[2] if len(r) > 2 else data) for r in requests]
     if any(d is None for _, _, d in requests):
         raise check.InvalidArgument("load_many needs data: pass data=... or (name, params, data) requests")
-    stages: list[list[tuple[str, P, Data]]] = []
+    stages: list[list[tuple[str, RecipeParams, Data]]] = []
     seen = set()
     for name, params, d in requests:
         for depth, step in enumerate(_plan(name, d, threat_model, params)):

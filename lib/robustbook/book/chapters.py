@@ -10,7 +10,8 @@ from .. import validate as check
 from ..abstain import SELECTORS
 from ..attacks import AUTOATTACK_SETTINGS
 from ..data import DATASET_INFO, SPLIT_SIZES
-from ..zoo import RECIPES
+from ..zoo import RECIPES, is_recipe
+from .estimate import Work, autoattack_runs, fab_runs, pgd_runs, sizes, training
 from .specs import FIRST, KEEP, Chapter, Param, ParameterError, register
 
 IMAGE_DATASETS = tuple(DATASET_INFO)
@@ -20,6 +21,11 @@ POINTS = Param(list, "[train, validation, test] points of the fixed subsets of t
                       "chapters that share models use the same subsets", item=int, low=0, high=10**7, shrink=KEEP)
 AUTOATTACK = Param(str, "AutoAttack setting for the headline robust accuracies (robustbook.attacks.AUTOATTACK_SETTINGS)",
                    choices=tuple(AUTOATTACK_SETTINGS))
+
+
+def _trained(p: dict, *names) -> int:
+    """Trainings the executor runs for these model names: zoo recipes (not RobustBench names) per seed."""
+    return sum(1 for n in names if n and is_recipe(n) and n != "rescaled") * len(p["seeds"])
 
 
 def _robustbench_names(dataset: str, threat: str = "Linf") -> set[str]:
@@ -97,6 +103,17 @@ def _check_ch1(p: dict) -> None:
         raise ParameterError(f"margin_points = {p['margin_points']}: the test split has at most 10000 points")
 
 
+def _work_ch1(p: dict) -> list[Work]:
+    z = sizes(p)
+    return [training(z.cnn, z.train, p["epochs"], seeds=z.seeds, what="standard training"),
+            training(z.cnn, z.train, p["epochs"], inner=p["train_steps"], seeds=z.seeds, what="PGD training"),
+            autoattack_runs(z.cnn, z.points, p["autoattack"], 2 * z.seeds),
+            pgd_runs(z.cnn, z.test, p["curve_steps"], seeds=2 * len(p["eps_grid"]), what="robustness curves"),
+            fab_runs(z.cnn, p["margin_points"], 3, 50, 2, what="FAB margins (first seed)"),
+            Work("linear models and their FAB margins", "mlp:1",
+                 z.seeds * (p["linear_epochs"] * z.train * 3 + p["margin_points"] * 400))]
+
+
 register(Chapter(
     name="01_local_robustness",
     title="Local robustness and the input margin",
@@ -132,10 +149,34 @@ register(Chapter(
     },
     check=_check_ch1,
     budget_seconds=180,
+    work=_work_ch1,
+    units=lambda p: _trained(p, "standard", "pgd", "linear"),
 ))
 
 # =========================================================================== chapter 2
 CH2_MODELS = ("standard", "pgd_half_eps", "pgd", "trades", "mma", "spectral_norm", "rescaled")
+
+
+def _work_ch2(p: dict) -> list[Work]:
+    z = sizes(p)
+    out = []
+    for m in p["models"]:
+        name = z.cnn if m in RECIPES else m                   # a zoo recipe is the book's CNN; else RobustBench
+        if m in ("pgd", "pgd_half_eps", "trades"):
+            out.append(training(name, z.train, p["epochs"], inner=p["train_steps"], extra=3, seeds=z.seeds,
+                                what=f"{m} training"))
+        elif m == "mma":
+            out.append(training(name, z.train, p["epochs"], inner=p["train_steps"], extra=30, seeds=z.seeds,
+                                what="mma training"))
+        elif m in ("standard", "spectral_norm"):
+            out.append(training(name, z.train, p["epochs"], seeds=z.seeds, what=f"{m} training"))
+        out.append(fab_runs(name, p["margin_points"], p["fab_targets"], p["fab_iterations"], z.seeds, f"FAB, {m}"))
+        out.append(autoattack_runs(name, p["margin_points"], p["autoattack"], z.seeds, f"AutoAttack, {m}"))
+    for m in p["repair_models"]:
+        name = z.cnn if m in RECIPES else m
+        out.append(fab_runs(name, p["pseudo_train_points"] + p["pseudo_val_points"], p["fab_targets"],
+                            p["fab_iterations"], z.seeds, f"pseudo-margin FAB, {m}"))
+    return out
 
 
 def _check_ch2(p: dict) -> None:
@@ -207,10 +248,21 @@ register(Chapter(
     },
     check=_check_ch2,
     budget_seconds=180,
+    work=_work_ch2,
+    units=lambda p: _trained(p, *p["models"]),
 ))
 
 
 # =========================================================================== chapter 3
+def _work_ch3(p: dict) -> list[Work]:
+    z = sizes(p)
+    arch = f"{p['gloro_arch']}:{p['gloro_width']}" if p["gloro_arch"] in ("mlp", "cnn") else p["gloro_arch"]
+    nets = len(p["rtk_k"]) + 2
+    return [training(arch, z.train, p["gloro_epochs"], seeds=z.seeds * nets, what="GloRo training"),
+            pgd_runs(arch, z.test, p["attack_steps"], p["attack_restarts"], z.seeds * nets, "soundness attacks"),
+            Work("2-D toy nets", "mlp:1", z.seeds * 3 * p["toy_epochs"] * 600 * 3 * 20)]
+
+
 def _check_ch3(p: dict) -> None:
     _check_points(p)
     classes = DATASET_INFO[p["dataset"]][0]
@@ -270,10 +322,31 @@ register(Chapter(
     },
     check=_check_ch3,
     budget_seconds=180,
+    work=_work_ch3,
+    units=lambda p: 3 * len(p["seeds"]) + (len(p["rtk_k"]) + 2) * len(p["seeds"]),
 ))
 
 
 # =========================================================================== chapter 4
+def _work_ch4(p: dict) -> list[Work]:
+    z = sizes(p)
+    core = z.cnn if p["core_model"] == "standard" else p["core_model"]
+    robust = z.cnn if p["robust_model"] in ("trades", "pgd") else p["robust_model"]
+    out = [Work("synthetic example", "mlp:1", z.seeds * 3 * p["synthetic_epochs"] * 1000 * 40)]
+    if core == z.cnn:
+        out.append(training(z.cnn, z.train, p["epochs"], seeds=z.seeds, what="core training"))
+    if robust == z.cnn:
+        out.append(training(z.cnn, z.train, p["epochs"], inner=p["train_steps"], extra=3, seeds=z.seeds,
+                            what="TRADES training"))
+    out += [training(robust, z.train, p["era_epochs"], inner=10, extra=6, seeds=z.seeds * (1 + len(p["betas"])),
+                     what="ERA fine-tuning (and the beta sweep)"),
+            autoattack_runs(core, z.points, p["autoattack"], z.seeds, "AutoAttack, core"),
+            autoattack_runs(robust, z.points, p["autoattack"], 2 * z.seeds + len(p["betas"]), "AutoAttack, robust and ERA"),
+            pgd_runs(robust, z.points, p["selector_steps"], p["selector_restarts"], z.seeds * (1 + 16), "selector"),
+            pgd_runs(robust, z.points, p["e2e_steps"], 1, z.seeds * 4 * 2, "end-to-end attack")]
+    return out
+
+
 def _check_composition(p: dict) -> None:
     _check_points(p)
     """Chapters 4 and 6: a core model, a robust model and a selector checking a ball at least as large as eps."""
@@ -337,10 +410,26 @@ register(Chapter(
     },
     check=_check_composition,
     budget_seconds=180,
+    work=_work_ch4,
+    units=lambda p: 3 * len(p["seeds"]) + _trained(p, p["core_model"], p["robust_model"], "era") + len(p["betas"]),
 ))
 
 
 # =========================================================================== chapter 5
+def _grid_models(p: dict) -> int:
+    return len(p["optimizers"]) * len(p["lr_levels"]) * len(p["depths"]) * len(p["widths"]) * len(p["dropouts"])
+
+
+def _work_ch5(p: dict) -> list[Work]:
+    z = sizes(p)
+    cnn = f"cnn:{max(p['widths'])}"
+    per_model = [training(cnn, z.train, p["epochs"]),
+                 Work("corrupted test sets", cnn, 41 * 5 * z.test / 5 * 1),
+                 Work("attacks", cnn, p["attack_points"] * (3 + 30 + 30 + 20 * 12 + p["cw_steps"] * p["cw_search_steps"] * 3)),
+                 Work("sharpness", cnn, 2 * 15 * 10 * p["sharpness_points"])]
+    return [Work(w.what, w.model, w.passes * _grid_models(p) * z.seeds) for w in per_model]
+
+
 def _check_ch5(p: dict) -> None:
     _check_points(p)
     for width in p["widths"]:
@@ -393,11 +482,30 @@ register(Chapter(
     },
     check=_check_ch5,
     budget_seconds=180,
+    work=_work_ch5,
+    units=lambda p: 2 * _grid_models(p) * len(p["seeds"]),
 ))
 
 
 # =========================================================================== chapter 6
 CH6_ROBUST = ("era", "gloro_local")
+
+
+def _work_ch6(p: dict) -> list[Work]:
+    z = sizes(p)
+    core = z.cnn if p["core_model"] == "standard" else p["core_model"]
+    robust = z.cnn if p["robust_model"] in ("trades", "pgd") else p["robust_model"]
+    gloro = f"mlp:{p['gloro_width']}" if p["gloro_arch"] == "mlp" else p["gloro_arch"]
+    pairs = len(p["robust_models"]) * len(p["selectors"])
+    return [training(z.cnn, z.train, p["epochs"], seeds=z.seeds, what="core training") if core == z.cnn
+            else Work("core", core, 0),
+            training(robust, z.train, p["era_epochs"], inner=10, extra=6, seeds=z.seeds, what="ERA fine-tuning"),
+            training(gloro, z.train, p["gloro_epochs"], seeds=z.seeds, what="GloRo training"),
+            autoattack_runs(robust, z.points, p["autoattack"], 3 * z.seeds, "AutoAttack"),
+            fab_runs(robust, p["margin_points"] + p["pseudo_train_points"] + 200, 3, 50, 2 * z.seeds, "FAB margins"),
+            pgd_runs(robust, z.points, p["e2e_steps"], p["e2e_restarts"], z.seeds * pairs * 4 * 3, "end-to-end attacks"),
+            pgd_runs(robust, z.points, p["selector_steps"], p["selector_restarts"], z.seeds * 2 * 17,
+                     "empirical selector")]
 
 
 def _check_ch6(p: dict) -> None:
@@ -475,6 +583,8 @@ register(Chapter(
     },
     check=_check_ch6,
     budget_seconds=180,
+    work=_work_ch6,
+    units=lambda p: _trained(p, p["core_model"], p["robust_model"], *p["robust_models"]),
 ))
 
 del check

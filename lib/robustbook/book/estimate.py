@@ -63,128 +63,60 @@ def forward_flops(model: str, dataset: str) -> float:
     return float(counter.get_total_flops())
 
 
-def _train(model, n, epochs, inner=0, extra=0, seeds=1, what="training"):
+def training(model, n, epochs, inner=0, extra=0, seeds=1, what="training") -> Work:
+    """``epochs`` over ``n`` points, each a forward and backward pass plus ``inner`` attack steps (and ``extra``)."""
     return Work(what, model, seeds * epochs * n * (3 * (1 + inner) + extra))
 
 
-def _fab(model, points, targets, n_iter, seeds=1, what="FAB input margins"):
+def fab_runs(model, points, targets, n_iter, seeds=1, what="FAB input margins") -> Work:
     return Work(what, model, seeds * points * (targets * n_iter * 5 + 10 * 3 + 20))
 
 
-def _autoattack(model, points, setting, seeds=1, what="AutoAttack"):
+def autoattack_runs(model, points, setting, seeds=1, what="AutoAttack") -> Work:
     return Work(what, model, seeds * points * AA_PASSES[setting])
 
 
-def _pgd(model, points, steps, restarts=1, seeds=1, what="PGD"):
+def pgd_runs(model, points, steps, restarts=1, seeds=1, what="PGD") -> Work:
     return Work(what, model, seeds * points * steps * restarts * 3)
 
 
-def work(chapter: str, p: dict) -> list[Work]:
-    """The counted work of a chapter under parameters ``p`` (a resolved profile)."""
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes most work counts start from: training and test points, seeds, the CNN, evaluated points."""
+
+    train: int
+    test: int
+    seeds: int
+    cnn: str
+    points: int
+
+
+def sizes(p: dict) -> Sizes:
     d = p["dataset"]
-    sizes = [k or size for k, size in zip(p.get("data_points", [0, 0, 0]), SPLIT_SIZES[d])]
-    n, test, seeds = sizes[0], sizes[2], len(p["seeds"])
-    cnn = f"cnn:{p.get('width', 32)}"
-    points = min(p.get("eval_points", test), test)
-    if chapter == "01_local_robustness":
-        return [_train(cnn, n, p["epochs"], seeds=seeds, what="standard training"),
-                _train(cnn, n, p["epochs"], inner=p["train_steps"], seeds=seeds, what="PGD training"),
-                _autoattack(cnn, points, p["autoattack"], 2 * seeds),
-                _pgd(cnn, test, p["curve_steps"], seeds=2 * len(p["eps_grid"]), what="robustness curves"),
-                _fab(cnn, p["margin_points"], 3, 50, 2, what="FAB margins (first seed)"),
-                Work("linear models and their FAB margins", "mlp:1", seeds * (p["linear_epochs"] * n * 3
-                                                                               + p["margin_points"] * 400))]
-    if chapter == "02_margin_consistency":
-        out = []
-        for m in p["models"]:
-            name = cnn if ":" in cnn and m in ("standard", "pgd", "trades", "mma", "spectral_norm", "pgd_half_eps",
-                                               "rescaled") else m
-            if m in ("pgd", "pgd_half_eps", "trades"):
-                out.append(_train(name, n, p["epochs"], inner=p["train_steps"], extra=3, seeds=seeds, what=f"{m} training"))
-            elif m == "mma":
-                out.append(_train(name, n, p["epochs"], inner=p["train_steps"], extra=30, seeds=seeds, what="mma training"))
-            elif m in ("standard", "spectral_norm"):
-                out.append(_train(name, n, p["epochs"], seeds=seeds, what=f"{m} training"))
-            out.append(_fab(name, p["margin_points"], p["fab_targets"], p["fab_iterations"], seeds, f"FAB, {m}"))
-            out.append(_autoattack(name, p["margin_points"], p["autoattack"], seeds, f"AutoAttack, {m}"))
-        for m in p["repair_models"]:
-            name = cnn if m == "rescaled" else m
-            out.append(_fab(name, p["pseudo_train_points"] + p["pseudo_val_points"], p["fab_targets"],
-                            p["fab_iterations"], seeds, f"pseudo-margin FAB, {m}"))
-        return out
-    if chapter == "03_certified_relaxed":
-        arch = f"mlp:{p['gloro_width']}" if p["gloro_arch"] == "mlp" else (
-            f"cnn:{p['gloro_width']}" if p["gloro_arch"] == "cnn" else p["gloro_arch"])
-        nets = len(p["rtk_k"]) + 2
-        return [_train(arch, n, p["gloro_epochs"], seeds=seeds * nets, what="GloRo training"),
-                _pgd(arch, test, p["attack_steps"], p["attack_restarts"], seeds * nets, "soundness attacks"),
-                Work("2-D toy nets", "mlp:1", seeds * 3 * p["toy_epochs"] * 600 * 3 * 20)]
-    if chapter == "04_avoid_robust_inaccuracy":
-        core = cnn if p["core_model"] == "standard" else p["core_model"]
-        robust = cnn if p["robust_model"] in ("trades", "pgd") else p["robust_model"]
-        era_n = min(n, p.get("era_points", n))
-        out = [Work("synthetic example", "mlp:1", seeds * 3 * p["synthetic_epochs"] * 1000 * 40)]
-        if core == cnn:
-            out.append(_train(cnn, n, p["epochs"], seeds=seeds, what="core training"))
-        if robust == cnn:
-            out.append(_train(cnn, n, p["epochs"], inner=p["train_steps"], extra=3, seeds=seeds, what="TRADES training"))
-        out += [_train(robust, era_n, p["era_epochs"], inner=10, extra=6, seeds=seeds * (1 + len(p["betas"])),
-                       what="ERA fine-tuning (and the beta sweep)"),
-                _autoattack(core, points, p["autoattack"], seeds, "AutoAttack, core"),
-                _autoattack(robust, points, p["autoattack"], 2 * seeds + len(p["betas"]), "AutoAttack, robust and ERA"),
-                _pgd(robust, points, p["selector_steps"], p["selector_restarts"], seeds * (1 + 16), "selector"),
-                _pgd(robust, points, p["e2e_steps"], 1, seeds * 4 * 2, "end-to-end attack")]
-        return out
-    if chapter == "05_robustness_metrics":
-        models = len(p["optimizers"]) * len(p["lr_levels"]) * len(p["depths"]) * len(p["widths"]) * len(p["dropouts"])
-        cnn5 = f"cnn:{max(p['widths'])}"
-        per_model = [_train(cnn5, n, p["epochs"]),
-                     Work("corrupted test sets", cnn5, 41 * 5 * test / 5 * 1),
-                     Work("attacks", cnn5, p["attack_points"] * (3 + 30 + 30 + 20 * 12 + p["cw_steps"] *
-                                                                 p["cw_search_steps"] * 3)),
-                     Work("sharpness", cnn5, 2 * 15 * 10 * p["sharpness_points"])]
-        return [Work(w.what, w.model, w.passes * models * seeds) for w in per_model]
-    if chapter == "06_free_selectors":
-        core = cnn if p["core_model"] == "standard" else p["core_model"]
-        robust = cnn if p["robust_model"] in ("trades", "pgd") else p["robust_model"]
-        gloro = f"mlp:{p['gloro_width']}" if p["gloro_arch"] == "mlp" else p["gloro_arch"]
-        pairs = len(p["robust_models"]) * len(p["selectors"])
-        return [_train(cnn, n, p["epochs"], seeds=seeds, what="core training") if core == cnn else Work("core", core, 0),
-                _train(robust, min(n, p.get("era_points", n)), p["era_epochs"], inner=10, extra=6, seeds=seeds,
-                       what="ERA fine-tuning"),
-                _train(gloro, n, p["gloro_epochs"], seeds=seeds, what="GloRo training"),
-                _autoattack(robust, points, p["autoattack"], 3 * seeds, "AutoAttack"),
-                _fab(robust, p["margin_points"] + p["pseudo_train_points"] + 200, 3, 50, 2 * seeds, "FAB margins"),
-                _pgd(robust, points, p["e2e_steps"], p["e2e_restarts"], seeds * pairs * 4 * 3, "end-to-end attacks"),
-                _pgd(robust, points, p["selector_steps"], p["selector_restarts"], seeds * 2 * 17, "empirical selector")]
-    raise ValueError(f"no work model for chapter {chapter!r}")
+    train, _, test = [k or size for k, size in zip(p.get("data_points", [0, 0, 0]), SPLIT_SIZES[d])]
+    return Sizes(train, test, len(p["seeds"]), f"cnn:{p.get('width', 32)}", min(p.get("eval_points", test), test))
+
+
+def work(chapter: str, p: dict) -> list[Work]:
+    """The counted work of a chapter under parameters ``p`` (a resolved profile): its registration's ``work``."""
+    from .specs import get
+
+    c = get(chapter)
+    if c.work is None:
+        raise ValueError(f"chapter {chapter} declares no work model (Chapter(work=...))")
+    return c.work(p)
 
 
 def units(chapter: str, p: dict) -> int:
-    """How many independent units a chapter hands to :mod:`robustbook.executor` under parameters ``p``: one per
-    training of a zoo recipe and seed (RobustBench models are downloaded, not trained) and, in chapter 5, one per
-    zoo model's study. The executor runs them serially or as Ray tasks."""
-    from ..zoo import is_recipe
+    """How many independent units a chapter hands to :mod:`robustbook.executor` under parameters ``p`` (its
+    registration's ``units``): one per training of a zoo recipe and seed (RobustBench models are downloaded,
+    not trained) and, in chapter 5, one per zoo model's study. The executor runs them serially or as Ray tasks."""
+    from .specs import get
 
-    seeds = len(p["seeds"])
-
-    def trained(*names):
-        return sum(1 for n in names if n and is_recipe(n) and n != "rescaled") * seeds
-
-    if chapter == "01_local_robustness":
-        return trained("standard", "pgd", "linear")
-    if chapter == "02_margin_consistency":
-        return trained(*p["models"])
-    if chapter == "03_certified_relaxed":
-        return 3 * seeds + (len(p["rtk_k"]) + 2) * seeds
-    if chapter == "04_avoid_robust_inaccuracy":
-        return 3 * seeds + trained(p["core_model"], p["robust_model"], "era") + len(p["betas"])
-    if chapter == "05_robustness_metrics":
-        models = len(p["optimizers"]) * len(p["lr_levels"]) * len(p["depths"]) * len(p["widths"]) * len(p["dropouts"])
-        return 2 * models * seeds
-    if chapter == "06_free_selectors":
-        return trained(p["core_model"], p["robust_model"], *p["robust_models"])
-    raise ValueError(f"no unit count for chapter {chapter!r}")
+    c = get(chapter)
+    if c.units is None:
+        raise ValueError(f"chapter {chapter} declares no unit count (Chapter(units=...))")
+    return c.units(p)
 
 
 def minutes(chapter: str, p: dict) -> dict:
@@ -196,6 +128,39 @@ def minutes(chapter: str, p: dict) -> dict:
             "items": {k: v / (T4_FLOPS * UTILISATION) / 60 for k, v in sorted(flops.items(), key=lambda kv: -kv[1])},
             "basis": f"{total:.3g} FLOPs counted from the parameters / ({T4_FLOPS / 1e12:.1f} TFLOP/s T4 peak x "
                      f"{UTILISATION:.0%} assumed utilisation)"}
+
+
+def measured_on_gpu(chapter: str) -> dict | None:
+    """The chapter's record in ``benchmarks/results/gpu-check.json`` (a ``make gpu-check`` run kept in the
+    repository), with the device; None where no GPU run of it is kept."""
+    import json
+
+    from ..runtime import project_root
+
+    path = project_root() / "benchmarks" / "results" / "gpu-check.json"
+    try:
+        report = json.loads(path.read_text())
+        record = report["chapters"][chapter]
+        return {**record, "device": report["device"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def gpu_section(chapter: str) -> str:
+    """The body of every chapter's "On a GPU" section (Markdown), written in one place: what was measured on
+    which GPU (from a kept ``make gpu-check`` run) and what is an estimate, and how to run the chapter there."""
+    measured = measured_on_gpu(chapter)
+    if measured:
+        timing = (f"Measured: the colab profile ran in {measured['seconds'] / 60:.1f} minutes on an "
+                  f"{measured['device']} (`make gpu-check`, on {measured.get('dataset', 'its data')}; "
+                  "`benchmarks/results/gpu-check.json`). ")
+    else:
+        timing = "No GPU run of this chapter is kept yet (`make gpu-check` writes one). "
+    from .specs import get
+
+    note = colab_note(chapter) if get(chapter).work is not None else "No colab estimate: the chapter declares no work model."
+    return (f"{timing}{note} Run it with `python -m robustbook run {chapter} --profile colab`, "
+            "or open the chapter on Colab (the rocket button above).")
 
 
 def colab_note(chapter: str) -> str:

@@ -41,14 +41,20 @@ def colab_cell() -> str:
     test that simulates Colab).
     """
     url, branch = repository()
-    return f'''# On Colab: install this book's library and its Colab extras; Colab's torch and torchvision stay as they are.
+    # formatted as the notebooks are (ruff format, 80 columns: notebooks/ruff.toml)
+    return f'''# On Colab: install this book's library and its Colab extras;
+# Colab's torch and torchvision stay as they are.
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    source = os.environ.get("ROBUSTBOOK_INSTALL_SOURCE", "git+{url}@{branch}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"robustbook[colab] @ {{source}}"], check=True)'''
+    source = os.environ.get(
+        "ROBUSTBOOK_INSTALL_SOURCE",
+        "git+{url}@{branch}",
+    )
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"robustbook[colab] @ {{source}}"], check=True)'''
 
 
 _FIRST_CELL = re.compile(r"# %% tags=\[\"remove-cell\"\]\n# On Colab:.*?(?=\n\n# %%)", re.S)

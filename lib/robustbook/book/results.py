@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from ..data import LABELS
 from ..runtime import build_dir, results_dir, save_json, timings
-from ..stats import OverSeeds
+from ..stats import OverSeeds, plus_minus
 
 # The profile whose claims every other profile's claims are compared with: the smoke profile runs the same
 # chapters on scikit-learn's 8x8 digits (tiny models, a few epochs), so a verdict that changes between the
@@ -114,9 +114,8 @@ class Claim:
     @property
     def measured(self) -> str:
         n = len(self.per_seed)
-        spread = f" ± {self.spread:{self.fmt}}" if n > 1 else ""
         values = ", ".join(f"{v:{self.fmt}}" for v in self.per_seed.values())
-        return f"{self.mean:{self.fmt}}{spread} over {n} seed{'s' if n > 1 else ''} ({values})"
+        return f"{plus_minus(self.mean, self.spread, self.fmt, n)} over {n} seed{'s' if n > 1 else ''} ({values})"
 
     @property
     def shown(self) -> str:
@@ -197,7 +196,28 @@ class Results:
             raise ClaimFailed("; ".join(
                 f"{c.claim} (expected {c.relation} {c.threshold:{c.fmt}}, measured {c.measured})" for c in failed))
 
+    # ------------------------------------------------------------------ the end of a chapter
+    def finish(self, enforce: bool = True):
+        """A chapter's closing bookkeeping in one call: glue the "On a GPU" section (``gpu_section``, the same
+        text for every chapter, from :func:`robustbook.book.estimate.gpu_section`), save the results and claims,
+        fail the build when an enforced claim does not hold (if ``enforce``), and return the claims table."""
+        from .estimate import gpu_section
+
+        self.glue_markdown("gpu_section", gpu_section(self.chapter))
+        self.save()
+        self.enforce(enforce)
+        return self.claims_table()
+
     # ------------------------------------------------------------------ glue
+    def glue_markdown(self, key: str, text: str) -> None:
+        """Glue Markdown for a ``{glue:md}`` directive (prose, not a number: not stored in the results JSON)."""
+        try:
+            from IPython.display import Markdown
+            from myst_nb import glue
+        except ImportError:
+            return
+        glue(key, Markdown(text), display=False)
+
     def glue(self, key: str, value: Any, display: bool = False, nullable: tuple[str, ...] = ()) -> Any:
         """Record ``value`` under ``key`` and glue it for the book (nested dicts are glued per leaf).
 

@@ -82,6 +82,8 @@ class Chapter:
     profiles: Mapping[str, Mapping[str, Any]]
     check: Callable[[dict], None] | None = None   # cross-parameter checks, against the data they will meet
     budget_seconds: float = 180.0                 # cpu-profile execution target
+    work: Callable[[dict], list] | None = None    # the counted work under resolved parameters (book.estimate.Work)
+    units: Callable[[dict], int] | None = None    # units of work it hands to robustbook.executor
 
     @property
     def notebook(self) -> str:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..runtime import atomic_write, project_root, reference_workload, results_dir
+from ..stats import plus_minus
 from .runner import runs_path
 from .specs import chapters
 
@@ -39,7 +40,7 @@ def _flatten(value, prefix: str = "") -> dict:
 
 def _leaf(value) -> str:
     if isinstance(value, dict) and "mean" in value:
-        return f"{value['mean']:.4g} ± {value['std']:.2g} ({value['n']} seeds)"
+        return f"{plus_minus(value['mean'], value['std'], '.4g', value['n'], std_fmt='.2g')} ({value['n']} seeds)"
     return _fmt(value)
 
 

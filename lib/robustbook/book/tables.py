@@ -10,11 +10,7 @@ from ..stats import OverSeeds
 
 def cell(value, fmt: str = ".3f") -> str:
     """``mean ± std`` for an :class:`OverSeeds` (the mean alone for one seed), else the formatted number."""
-    if isinstance(value, OverSeeds):
-        if len(value.values) == 1:
-            return f"{value.mean:{fmt}}"
-        return f"{value.mean:{fmt}} ± {value.std:{fmt}}"
-    if isinstance(value, float):
+    if isinstance(value, (OverSeeds, float)):
         return f"{value:{fmt}}"
     return str(value)
 
