@@ -199,3 +199,23 @@ def test_colab_notebooks_are_in_step_with_their_sources():
     out = subprocess.run([sys.executable, "-m", "robustbook", "sync", "--check"], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "ROBUSTBOOK_ROOT": str(ROOT)})
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_gpu_section_is_written_in_one_place_and_says_what_was_measured(tmp_path, monkeypatch):
+    """Every chapter's "On a GPU" section comes from ``estimate.gpu_section``: an estimate until a kept
+    ``make gpu-check`` run (benchmarks/results/gpu-check.json) measured the chapter, then the measured minutes and
+    the device."""
+    from robustbook.book import estimate
+
+    for name in chapters():
+        nb = (ROOT / "notebooks" / f"{name}.py").read_text()
+        assert "## On a GPU\n#\n# ```{glue:md} gpu_section" in nb, name
+    monkeypatch.setenv("ROBUSTBOOK_ROOT", str(tmp_path))
+    assert estimate.gpu_section(CH1).startswith("No GPU run of this chapter is kept yet")
+    assert "an estimate, not a measurement" in estimate.gpu_section(CH1)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "gpu-check.json").write_text(json.dumps(
+        {"device": "NVIDIA H200", "chapters": {CH1: {"seconds": 150.0, "dataset": "fashion_mnist"}}}))
+    text = estimate.gpu_section(CH1)
+    assert text.startswith("Measured: the colab profile ran in 2.5 minutes on an NVIDIA H200")
+    assert estimate.gpu_section("03_certified_relaxed").startswith("No GPU run")

@@ -28,6 +28,17 @@ def _trained(p: dict, *names) -> int:
     return sum(1 for n in names if n and is_recipe(n) and n != "rescaled") * len(p["seeds"])
 
 
+def _shards(points: int, size: int) -> int:
+    """Units of an attack on ``points`` points in shards of ``size`` (AutoAttack verdicts: 1000, FAB: 256)."""
+    return -(-points // size)
+
+
+def _verdicts(p: dict, models: int, points_key: str = "eval_points") -> int:
+    """AutoAttack verdict units of ``models`` models per seed on the chapter's evaluated points."""
+    points = min(p[points_key], sizes(p).test)
+    return models * len(p["seeds"]) * _shards(points, 1000)
+
+
 def _robustbench_names(dataset: str, threat: str = "Linf") -> set[str]:
     from ..models import _import_robustbench
 
@@ -150,7 +161,7 @@ register(Chapter(
     check=_check_ch1,
     budget_seconds=180,
     work=_work_ch1,
-    units=lambda p: _trained(p, "standard", "pgd", "linear"),
+    units=lambda p: _trained(p, "standard", "pgd", "linear") + _verdicts(p, 2),
 ))
 
 # =========================================================================== chapter 2
@@ -249,7 +260,9 @@ register(Chapter(
     check=_check_ch2,
     budget_seconds=180,
     work=_work_ch2,
-    units=lambda p: _trained(p, *p["models"]),
+    units=lambda p: (_trained(p, *p["models"]) + _verdicts(p, len(p["models"]), "margin_points")
+                     + len(p["seeds"]) * len([m for m in p["models"] if m != "rescaled"])
+                     * _shards(p["margin_points"], 256)),
 ))
 
 
@@ -411,7 +424,8 @@ register(Chapter(
     check=_check_composition,
     budget_seconds=180,
     work=_work_ch4,
-    units=lambda p: 3 * len(p["seeds"]) + _trained(p, p["core_model"], p["robust_model"], "era") + len(p["betas"]),
+    units=lambda p: (3 * len(p["seeds"]) + _trained(p, p["core_model"], p["robust_model"], "era") + len(p["betas"])
+                     + _verdicts(p, 3)),
 ))
 
 
@@ -584,7 +598,8 @@ register(Chapter(
     check=_check_ch6,
     budget_seconds=180,
     work=_work_ch6,
-    units=lambda p: _trained(p, p["core_model"], p["robust_model"], *p["robust_models"]),
+    units=lambda p: (_trained(p, p["core_model"], p["robust_model"], *p["robust_models"])
+                     + _verdicts(p, 1 + len(p["robust_models"]))),
 ))
 
 del check
