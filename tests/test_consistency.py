@@ -162,3 +162,15 @@ def test_paper_profile_path_with_a_local_robustbench_checkpoint(no_network):
     report = mc.measure(model, x, y, 8 / 255, fab_options=dict(n_iter=2, targeted=1),
                         attack_options=dict(setting="smoke"))
     assert report.logit_margin.shape == (4,) and report.margin.shape == (4,)
+
+
+def test_measure_many_equals_one_measure_per_model_and_shares_margins_where_decisions_are_the_same(digits):
+    params = dict(eps=0.1, epochs=1, width=4, attack_steps=1)
+    zoos = rb.zoo.load_seeds(["pgd", "rescaled"], digits, [0], **params)
+    x, y = digits.x_test[:30], digits.y_test[:30]
+    fab_options, attack = dict(n_iter=10, targeted=1), dict(setting="smoke")
+    many = mc.measure_many(zoos, x, y, 0.1, "Linf", fab_options, attack, {"rescaled": "pgd"})
+    one = mc.measure(zoos[0]["pgd"], x, y, 0.1, "Linf", fab_options, attack)
+    assert torch.equal(many[0]["pgd"].margin, one.margin) and torch.equal(many[0]["pgd"].robust, one.robust)
+    assert many[0]["rescaled"].input_margin is many[0]["pgd"].input_margin        # reused, not estimated again
+    assert not torch.equal(many[0]["rescaled"].logit_margin, one.logit_margin)     # its own logits

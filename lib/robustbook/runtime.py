@@ -415,7 +415,6 @@ def progress(iterable, desc: str = "", total: int | None = None):
     stderr — the terminal and the build log — never into the executed page. Interactively (Jupyter,
     Colab) they are tqdm's notebook bars; ``ROBUSTBOOK_PROGRESS=0`` switches them off.
     """
-
     if os.environ.get("ROBUSTBOOK_PROGRESS", "1") == "0":
         from tqdm import tqdm
 

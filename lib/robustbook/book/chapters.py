@@ -361,8 +361,8 @@ def _work_ch4(p: dict) -> list[Work]:
 
 
 def _check_composition(p: dict) -> None:
-    _check_points(p)
     """Chapters 4 and 6: a core model, a robust model and a selector checking a ball at least as large as eps."""
+    _check_points(p)
     if p["selector_eps"] < p["eps"]:
         raise ParameterError("selector_eps must be >= eps (the paper checks the selector at 2 x eps)")
     _check_models([p["core_model"]], ("standard",), p["dataset"], "core_model")
