@@ -56,6 +56,8 @@ def test_backend_comes_from_the_environment(monkeypatch):
     assert executor.backend() == "auto"
     monkeypatch.setenv(executor.RAY, "head:6379")
     assert executor.backend() == "head:6379"
+    monkeypatch.setenv(executor.RAY, "cluster")
+    assert executor.backend() == "cluster"
 
 
 def test_on_ray_a_unit_that_raises_once_is_retried_and_the_driver_writes_every_entry(local_ray, monkeypatch):

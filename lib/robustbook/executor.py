@@ -6,7 +6,8 @@ A :class:`Unit` is one piece of work whose result the cache keeps — a training
 * never submits a unit whose cache entry exists already (so a chapter interrupted midway resumes from the
   finished units, and nothing is computed twice);
 * runs the others in this process (``serial``), or as Ray tasks when ``ROBUSTBOOK_RAY`` is set — ``auto``
-  starts a local Ray with this machine's cores, any other value is the address of a running cluster
+  starts a local Ray with this machine's cores, ``cluster`` joins the cluster ``ray start`` made on this machine
+  (Ray's ``address="auto"``), any other value is the address of a running cluster
   (``head-node:6379``; the CLI's ``--ray ADDRESS`` sets it). Each task asks for one CPU (and ``num_gpus``
   when the cluster has GPUs), is retried by Ray when it fails (``max_retries``: a worker killed, a node
   lost, an exception), and gets its data and models through Ray's object store;
@@ -62,10 +63,13 @@ def portable(model) -> bool:
 
 
 def backend() -> str | None:
-    """``None`` for serial, ``"auto"`` for a local Ray, else the cluster address (``ROBUSTBOOK_RAY``)."""
+    """``None`` for serial, ``"auto"`` for a local Ray started here, ``"cluster"`` to join the Ray cluster this
+    machine is part of (started by ``ray start``), else the cluster's address (``ROBUSTBOOK_RAY``)."""
     value = os.environ.get(RAY, "").strip()
     if value.lower() in ("", "0", "off", "serial"):
         return None
+    if value.lower() == "cluster":
+        return "cluster"
     return "auto" if value.lower() in ("1", "auto", "local") else value
 
 
@@ -114,6 +118,8 @@ def _ray():
                        runtime_env={"env_vars": env})
         if where == "auto":
             ray.init(num_cpus=os.cpu_count() or 1, **options)
+        elif where == "cluster":
+            ray.init(address="auto", **options)         # the cluster `ray start` made on this machine
         else:
             ray.init(address=where, **options)
         _RAY_STARTED = True
