@@ -300,3 +300,18 @@ def test_co_certification_counts_the_classes_each_true_class_is_certified_with()
     # the diagonal weighted by class sizes is the VRA
     sizes = torch.bincount(y, minlength=3).double()
     assert (m.diagonal() * sizes).sum().item() / len(y) == pytest.approx(cert.vra(y))
+
+
+def test_the_soundness_attack_is_cached_per_net_and_relaxation(trained, digits, monkeypatch):
+    """A rebuild reads the soundness check from the cache; another relaxation of the same weights is attacked anew."""
+    import robustbook.certify as certify_module
+
+    g = trained[1]["local"]
+    x = digits.x_test[:100]
+    first = attack_certificates(g, x, 0.3, steps=3, restarts=1)
+    calls = []
+    real = certify_module._attack_certificates
+    monkeypatch.setattr(certify_module, "_attack_certificates", lambda *a: calls.append(a) or real(*a))
+    assert attack_certificates(g, x, 0.3, steps=3, restarts=1) == first and not calls
+    attack_certificates(as_relaxation(g, "rtk", K=2), x, 0.3, steps=3, restarts=1)
+    assert len(calls) == 1

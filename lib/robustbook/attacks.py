@@ -585,13 +585,14 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
 
 def robustness_curve(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, eps_grid,
                      attacks=("fgsm", "pgd"), norm: str = "Linf", **options) -> list[dict]:
-    """Robust accuracy of each model under each attack at each radius, as records."""
+    """Robust accuracy of each model under each attack at each radius, as records (verdicts cached as
+    :func:`robust_flags` caches them, so a rebuild does not attack again)."""
     rows = []
     for model_name, model in models.items():
         for attack_name in attacks:
             for eps in eps_grid:
                 opts = options if attack_name == "pgd" else {}
-                acc = robust_accuracy(model, x, y, float(eps), attack_name, norm=norm, cache=False, **opts) \
+                acc = robust_accuracy(model, x, y, float(eps), attack_name, norm=norm, **opts) \
                     if eps > 0 else accuracy(model, x, y)
                 rows.append({"model": model_name, "attack": attack_name, "eps": float(eps), "robust_accuracy": acc})
     return rows

@@ -38,7 +38,7 @@ from . import validate as check
 from .attacks import pgd, predict_logits
 from .margins import pairwise_distances
 from .models import MinMax
-from .runtime import batches, eval_mode, model_device, model_fingerprint
+from .runtime import batches, eval_mode, memo, model_device, model_fingerprint, tensor_fingerprint
 
 RELAXATIONS = ("local", "rtk", "affinity")
 _ONE_LIPSCHITZ = (nn.ReLU, MinMax, nn.Flatten, nn.Identity)
@@ -469,8 +469,16 @@ def attack_certificates(net: GloroNet, x: torch.Tensor, eps: float, steps: int =
     """Try to break every certificate on ``x`` with L2 PGD inside the eps-ball (and the box).
 
     For each certified point the attack maximises (best outsider logit - worst logit in the
-    certified set); a value >= 0 after the attack would be a soundness violation.
+    certified set); a value >= 0 after the attack would be a soundness violation. The result is cached
+    (:func:`robustbook.runtime.memo`, kind ``soundness``), keyed by the net and its relaxation, the inputs, the
+    radius, the attack's settings and the code.
     """
+    member = None if net.member is None else net.member.tolist()
+    key = [model_fingerprint(net), net.relaxation, net.K, member, tensor_fingerprint(x), float(eps), steps, restarts]
+    return memo("soundness", key, lambda: _attack_certificates(net, x, eps, steps, restarts), ("certify", "attacks"))
+
+
+def _attack_certificates(net: GloroNet, x: torch.Tensor, eps: float, steps: int, restarts: int) -> dict:
     cert = net.certify(x, eps=eps)
     dev = model_device(net)
     xs, mask = x[cert.certified].to(dev), cert.certified_set[cert.certified].to(dev)
