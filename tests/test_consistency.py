@@ -142,6 +142,7 @@ def test_repair_with_pseudo_margin_reports_before_and_after(digits):
     assert 1 <= r.pseudo.best_epoch <= 20
 
 
+@pytest.mark.slow
 def test_paper_profile_path_with_a_local_robustbench_checkpoint(no_network):
     """RobustBench model -> margins -> statistics, on 4 random CIFAR-sized inputs (network blocked)."""
     from robustbook.book import resolve
