@@ -66,6 +66,7 @@ eps_grid = None
 train_steps = None
 curve_steps = None
 autoattack = None
+autoattack_iterations = None
 eval_points = None
 margin_points = None
 linear_epochs = None
@@ -79,8 +80,8 @@ import seaborn as sns
 import robustbook as rb
 from robustbook import margins, plots
 from robustbook.attacks import (
-    AUTOATTACK_SETTINGS,
     accuracy,
+    autoattack_setting,
     pgd,
     predict_logits,
     robust_flags_many,
@@ -137,7 +138,7 @@ models = rb.zoo.load_seeds(["standard", "pgd"], data, P.seeds, **settings)
 # with AutoAttack: an ensemble of parameter-free attacks that RobustBench uses as its yardstick.
 
 # %%
-setting = AUTOATTACK_SETTINGS[P.autoattack]
+setting = autoattack_setting(P.autoattack, P.autoattack_iterations)
 x_eval, y_eval = subset(data.x_test, data.y_test, P.eval_points, seed=0)
 # every model's verdicts are independent units: Ray tasks with ROBUSTBOOK_RAY
 robust_flags_many(

@@ -88,6 +88,7 @@ margin_points = None
 fab_targets = None
 fab_iterations = None
 autoattack = None
+autoattack_iterations = None
 pseudo_train_points = None
 pseudo_val_points = None
 pseudo_epochs = None
@@ -104,7 +105,7 @@ import pandas as pd
 import robustbook as rb
 from robustbook import consistency as mc
 from robustbook import plots
-from robustbook.attacks import AUTOATTACK_SETTINGS
+from robustbook.attacks import autoattack_setting
 from robustbook.book import papers, tables
 from robustbook.data import subset
 from robustbook.stats import kendall_tau
@@ -139,7 +140,7 @@ settings = dict(
     eps=P.eps, epochs=P.epochs, width=P.width, attack_steps=P.train_steps
 )
 fab_options = dict(targeted=P.fab_targets, n_iter=P.fab_iterations)
-attack = dict(setting=AUTOATTACK_SETTINGS[P.autoattack])
+attack = dict(setting=autoattack_setting(P.autoattack, P.autoattack_iterations))
 
 
 zoos = rb.zoo.load_seeds(P.models, data, P.seeds, **settings)

@@ -92,6 +92,7 @@ betas = None
 selector_steps = None
 selector_restarts = None
 autoattack = None
+autoattack_iterations = None
 eval_points = None
 e2e_steps = None
 seeds = None
@@ -102,7 +103,7 @@ import pandas as pd
 
 import robustbook as rb
 from robustbook import abstain, plots
-from robustbook.attacks import AUTOATTACK_SETTINGS, predict_logits
+from robustbook.attacks import autoattack_setting, predict_logits
 from robustbook.book import papers, tables
 from robustbook.data import subset
 
@@ -259,7 +260,7 @@ requests += [
 loaded = iter(rb.zoo.load_many(requests, data))
 image_models = {s: {n: next(loaded) for n in names} for s in P.seeds}
 swept = [next(loaded) for _ in P.betas]
-attack = dict(setting=AUTOATTACK_SETTINGS[P.autoattack])
+attack = dict(setting=autoattack_setting(P.autoattack, P.autoattack_iterations))
 flags = abstain.indicators_many(image_models, x, y, P.eps, **attack)
 d_metrics = {
     n: {
@@ -306,7 +307,7 @@ res.glue("era_cut", era_cut)
 
 # %%
 e2e = abstain.composed_attack(
-    P.e2e_steps, 1, P.autoattack, P.selector_steps, P.selector_restarts
+    P.e2e_steps, 1, attack["setting"], P.selector_steps, P.selector_restarts
 )
 e2e
 

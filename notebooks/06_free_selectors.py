@@ -91,6 +91,7 @@ selector_restarts = None
 e2e_steps = None
 e2e_restarts = None
 autoattack = None
+autoattack_iterations = None
 eval_points = None
 margin_points = None
 synthetic_epochs = None
@@ -109,7 +110,7 @@ import torch
 
 import robustbook as rb
 from robustbook import abstain, consistency as mc, plots
-from robustbook.attacks import AUTOATTACK_SETTINGS, predict_logits
+from robustbook.attacks import autoattack_setting, predict_logits
 from robustbook.book import tables
 from robustbook.certify import GloroNet
 from robustbook.data import subset
@@ -151,7 +152,7 @@ models = {
     s: {"core": ms[P.core_model], **{r: ms[r] for r in P.robust_models}}
     for s, ms in loaded.items()
 }
-attack = dict(setting=AUTOATTACK_SETTINGS[P.autoattack])
+attack = dict(setting=autoattack_setting(P.autoattack, P.autoattack_iterations))
 flags = abstain.indicators_many(models, x, y, P.eps, **attack)
 accuracy = {
     n: {
@@ -285,7 +286,7 @@ selectors = {
 e2e = abstain.composed_attack(
     P.e2e_steps,
     P.e2e_restarts,
-    P.autoattack,
+    attack["setting"],
     P.selector_steps,
     P.selector_restarts,
 )

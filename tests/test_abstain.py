@@ -168,7 +168,8 @@ def test_the_end_to_end_attack_breaks_what_autoattack_breaks_on_the_core(digits)
     x, y = digits.x_test[:120], digits.y_test[:120]
     nothing = abstain.logit_margin_selector(robust).fit(digits.x_val, 0.0)
     composed = abstain.ComposedModel(core, robust, nothing)
-    alone = rb.robust_flags(core, x, 0.1, y=y, setting="smoke")                  # AutoAttack on the core alone
+    correct = rb.attacks.predict_logits(core, x).argmax(1) == y
+    alone = correct & rb.robust_flags(core, x, 0.1, setting="smoke")           # the core's headline verdicts
     weak = abstain.attack_composed(composed, x, y, 0.1, steps=1, restarts=1)
     strong = abstain.attack_composed(composed, x, y, 0.1, steps=1, restarts=1, autoattack="smoke")
     assert not (strong["robust"] & ~alone).any()                                 # never weaker than AutoAttack alone

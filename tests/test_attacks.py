@@ -5,8 +5,11 @@ import torch
 from torch import nn
 
 import robustbook as rb
-from robustbook.attacks import (accuracy, autoattack, bim, cw, deepfool, fgsm, lp_norm, pgd, pgd_training,
-                                predict_logits, robust_accuracy, robust_flags)
+from robustbook import attacks
+from robustbook.attacks import (AUTOATTACK_SETTINGS, accuracy, attacked_points, autoattack, autoattack_setting, bim,
+                                cw, deepfool, fgsm, lp_norm, pgd, pgd_training, predict_logits, robust_accuracy,
+                                robust_flags)
+from robustbook.validate import InvalidArgument
 from robustbook.margins import fab
 from robustbook.train import TrainConfig, train
 
@@ -217,6 +220,35 @@ def test_robust_accuracy_with_autoattack_is_cached_and_consistent(mlp, digits):
     assert first <= accuracy(mlp, x, y)
     stronger = robust_accuracy(mlp, x, y, 0.1, setting="cpu")
     assert stronger <= first + 1e-9                                   # APGD-T on top can only find more
+
+
+def test_the_attack_behind_the_verdicts_runs_once_and_its_points_are_kept(mlp, digits, monkeypatch):
+    """robust_flags and attacked_points read one run of the attack (named or given setting alike): an end-to-end
+    attack judges the very points behind a model's headline verdicts without attacking again."""
+    calls = []
+    real = attacks.ATTACKS["autoattack"]
+    monkeypatch.setitem(attacks.ATTACKS, "autoattack", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = digits.x_test[300:380]
+    flags = robust_flags(mlp, x, 0.1, setting="smoke")
+    points = attacked_points(mlp, x, 0.1, setting=AUTOATTACK_SETTINGS["smoke"])
+    assert len(calls) == 1
+    assert torch.equal(flags, predict_logits(mlp, points).argmax(1) == predict_logits(mlp, x).argmax(1))
+    assert (~flags).any() and flags.any()
+    assert float(lp_norm(points - x, "Linf").max()) <= 0.1 + 1e-6
+    assert float(points.min()) >= 0 and float(points.max()) <= 1
+
+
+def test_autoattack_iterations_are_a_size_and_nothing_else():
+    assert autoattack_setting("cpu") is AUTOATTACK_SETTINGS["cpu"]
+    short = autoattack_setting("standard", 2)
+    full = AUTOATTACK_SETTINGS["standard"]
+    assert (short.version, short.attacks, short.target_classes) == (full.version, full.attacks, full.target_classes)
+    assert (short.n_iter, short.square_queries) == (2, 100)
+    assert "2 iterations" in short.describe() and "iterations" not in full.describe()
+    with pytest.raises(InvalidArgument, match="valid choices"):
+        autoattack_setting("strong")
+    with pytest.raises(InvalidArgument):
+        autoattack_setting("cpu", -1)
 
 
 def test_run_attacks_applies_each_attack_with_its_options(mlp, digits):

@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
-from .attacks import (AUTOATTACK_SETTINGS, ascent_step, check_norm, pgd, predict_logits, project, random_start,
-                      robust_flags)
-from .attacks import autoattack as run_autoattack
+from .attacks import (AUTOATTACK_SETTINGS, AutoAttackSetting, ascent_step, attacked_points, check_norm, pgd, predict_logits, project,
+                      random_start, robust_flags)
 from .certify import LOGIT_SLACK, GloroNet
 from .margins import logit_margin
 from .runtime import batches, caching_off, memo, model_device, model_fingerprint, tensor_fingerprint, timed
@@ -341,10 +340,10 @@ class ComposedAttack:
 
     steps: int                       # PGD steps of every surrogate route
     restarts: int                    # PGD restarts of every surrogate route
-    autoattack: str | None = None    # AutoAttack setting run on the core and on the robust model, judged end to end
+    autoattack: str | AutoAttackSetting | None = None    # AutoAttack setting run on the core and on the robust model, judged end to end
 
 
-def composed_attack(e2e_steps: int, e2e_restarts: int = 1, autoattack: str | None = None,
+def composed_attack(e2e_steps: int, e2e_restarts: int = 1, autoattack: str | AutoAttackSetting | None = None,
                     selector_steps: int = 0, selector_restarts: int = 0) -> ComposedAttack:
     """The end-to-end attack's settings, derived from the component attacks: on every route at least as strong as
     the strongest attack the book runs on that component alone.
@@ -361,25 +360,26 @@ def composed_attack(e2e_steps: int, e2e_restarts: int = 1, autoattack: str | Non
         check.number(name, value, low=1, integer=True)
     for name, value in (("selector_steps", selector_steps), ("selector_restarts", selector_restarts)):
         check.number(name, value, low=0, integer=True)
-    if autoattack is not None:
+    if isinstance(autoattack, str):
         check.choice("autoattack", autoattack, AUTOATTACK_SETTINGS)
+    elif autoattack is not None and not isinstance(autoattack, AutoAttackSetting):
+        raise check.InvalidArgument(f"autoattack must be a name of AUTOATTACK_SETTINGS ({', '.join(AUTOATTACK_SETTINGS)}),"
+                                    f" an AutoAttackSetting or None; got {autoattack!r}")
     return ComposedAttack(max(int(e2e_steps), int(selector_steps)), max(int(e2e_restarts), int(selector_restarts)),
                           autoattack)
 
 
-def component_adversarials(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str,
-                           setting: str, seed: int = 0) -> torch.Tensor:
-    """AutoAttack's points against ``model`` alone (true labels ``y``), cached: candidates for the composed model."""
-    def compute():
-        return run_autoattack(model, x, y, eps, norm, setting=setting, seed=seed).cpu()
-
-    key = [model_fingerprint(model), tensor_fingerprint(x, y), float(eps), norm, setting, seed]
-    return memo("adversarials", key, compute, ("attacks", "abstain"))
+def component_adversarials(model: nn.Module, x: torch.Tensor, eps: float, norm: str,
+                           setting: str | AutoAttackSetting) -> torch.Tensor:
+    """AutoAttack's points against ``model`` alone: the very run behind its headline verdicts
+    (:func:`robustbook.attacks.robust_flags` with ``setting``, the same cache entries), as candidates for the
+    composed model."""
+    return attacked_points(model, x, eps, norm, setting=setting).cpu()
 
 
 def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
                     steps: int = 50, restarts: int = 1, check_every: int = 1, seed: int = 0,
-                    hinge: float = 0.1, batch_size: int = 1024, autoattack: str | None = None) -> dict:
+                    hinge: float = 0.1, batch_size: int = 1024, autoattack: str | AutoAttackSetting | None = None) -> dict:
     """Attack the composed model as one classifier inside the eps-ball (and the box).
 
     Four PGD attacks follow surrogate objectives (fool the robust model; fool the core; push the
@@ -412,7 +412,7 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
     step_size = 2.5 * eps / steps
     routes = {}
     if autoattack is not None:          # the components' own headline attack, judged end to end
-        routes = {f"AutoAttack on the {part}": component_adversarials(model, x, y, eps, norm, autoattack, seed)
+        routes = {f"AutoAttack on the {part}": component_adversarials(model, x, eps, norm, autoattack)
                   for part, model in (("core model", composed.core), ("robust model", composed.robust))}
     with timed("attacks"):
         for s in batches(len(x), batch_size):
@@ -452,7 +452,7 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
 def evaluate_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float,
                       core: Indicators, robust: Indicators,
                       norm: str = "Linf", steps: int = 20, restarts: int = 1, seed: int = 0,
-                      autoattack: str | None = None) -> dict:
+                      autoattack: str | AutoAttackSetting | None = None) -> dict:
     """The composed model three ways: the paper's formula, an end-to-end attack, and (for the certified
     selector) a sound certificate — plus selected share, natural accuracy and robust inaccuracy.
 

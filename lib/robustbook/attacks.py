@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -399,7 +399,10 @@ class AutoAttackSetting:
 
     def describe(self) -> str:
         if self.version == "standard":
-            return "AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square)"
+            text = "AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square)"
+            if (self.n_iter, self.square_queries) != (100, 5000):
+                text += f", {self.n_iter} iterations each (Square: {self.square_queries} queries)"
+            return text
         return (f"AutoAttack reduced to {', '.join(a.upper() for a in self.attacks)} "
                 f"({self.n_iter} iterations, {self.target_classes} target classes)")
 
@@ -410,6 +413,21 @@ AUTOATTACK_SETTINGS = {
     "cpu": AutoAttackSetting("custom", ("apgd-ce", "apgd-t"), target_classes=3),
     "smoke": AutoAttackSetting("custom", ("apgd-ce",), target_classes=1, n_iter=10),
 }
+
+
+def autoattack_setting(name: str, iterations: int = 0) -> AutoAttackSetting:
+    """The setting ``name`` of :data:`AUTOATTACK_SETTINGS`; with ``iterations`` > 0, the same attacks and target
+    classes run with that many iterations each (Square: 50 queries per iteration) — a size, which the tests'
+    seconds-long runs of the colab and paper profiles cut.
+
+    >>> autoattack_setting("standard", 2).describe()
+    'AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square), 2 iterations each (Square: 100 queries)'
+    """
+    setting = AUTOATTACK_SETTINGS[check.choice("setting", name, AUTOATTACK_SETTINGS)]
+    check.number("iterations", iterations, low=0, integer=True)
+    if iterations == 0:
+        return setting
+    return replace(setting, n_iter=int(iterations), square_queries=50 * int(iterations))
 
 
 class _Collect(logging.Handler):
@@ -494,20 +512,31 @@ def run_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dic
 
 def _flags_key(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, attack_name: str,
                options: dict) -> list:
+    def plain(k, v):                    # a setting named or given as an object: one cache entry
+        if k == "setting" and isinstance(v, str) and v in AUTOATTACK_SETTINGS:
+            v = AUTOATTACK_SETTINGS[v]
+        return v.__dict__ if isinstance(v, AutoAttackSetting) else v
     return [model_fingerprint(model), tensor_fingerprint(x, y), float(eps), norm, attack_name,
-            {k: (v.__dict__ if isinstance(v, AutoAttackSetting) else v) for k, v in options.items()}]
+            {k: plain(k, v) for k, v in options.items()}]
 
 
-def _flags(model, x, y, pred, eps, norm, attack_name, options) -> torch.Tensor:
+def _verdicts(model, x, y, pred, eps, norm, attack_name, options) -> dict:
+    """One shard attacked: the per-point verdicts and the attack's points (kept, so that an end-to-end attack can
+    judge the same points on another model without running the attack again)."""
     x_adv = attack(attack_name, model, x, y, eps, norm=norm, **options)
-    return ((predict_logits(model, x_adv).argmax(1) == y) & (pred == y)).cpu()
+    return {"robust": ((predict_logits(model, x_adv).argmax(1) == y) & (pred == y)).cpu(), "x_adv": x_adv.cpu()}
 
 
 def _flags_entry(model, x, y, pred, eps, norm, attack_name, options) -> dict:
     """One shard's verdicts where a unit runs (a Ray worker, or here), as the cache entry :func:`memo` reads."""
     from .runtime import device
 
-    return {"value": _flags(model.to(device()), x, y, pred, eps, norm, attack_name, options)}
+    return {"value": _verdicts(model.to(device()), x, y, pred, eps, norm, attack_name, options)}
+
+
+# Points per cached shard of verdicts. Small, so that chapters that attack the first 200, 300 or 400 points of the
+# same fixed permutation of a test set share the shards they have in common (and Ray gets more units).
+VERDICT_SHARD = 100
 
 
 def _shards(model, x, eps, norm, y, attack_name, batch_size, options):
@@ -523,7 +552,7 @@ def _shards(model, x, eps, norm, y, attack_name, batch_size, options):
 
 
 def robust_flags(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Linf", y: torch.Tensor | None = None,
-                 attack_name: str = "autoattack", batch_size: int = 1000, cache: bool = True,
+                 attack_name: str = "autoattack", batch_size: int = VERDICT_SHARD, cache: bool = True,
                  **options) -> torch.Tensor:
     """Per point: True where the attack found no input within eps whose prediction differs from ``y``.
 
@@ -536,14 +565,27 @@ def robust_flags(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Lin
     >>> robust = robust_flags(model, x, eps=0.1, setting="cpu")          # doctest: +SKIP
     >>> robust.float().mean()                # the share of points whose answer AutoAttack cannot change
     """
-    out = [memo("attacks", key, lambda s=s, ys=ys, ps=ps: _flags(model, x[s], ys, ps, eps, norm, attack_name, options),
-                ("attacks",), cache=cache)
-           for s, ys, ps, key in _shards(model, x, eps, norm, y, attack_name, batch_size, options)]
-    return torch.cat(out).to(x.device)
+    return _attacked(model, x, eps, norm, y, attack_name, batch_size, cache, options)["robust"]
+
+
+def attacked_points(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Linf", y: torch.Tensor | None = None,
+                    attack_name: str = "autoattack", batch_size: int = VERDICT_SHARD, cache: bool = True,
+                    **options) -> torch.Tensor:
+    """The points the attack of ``robust_flags(model, x, eps, ...)`` (same arguments) found, one per input: the
+    same run and the same cache entries as those verdicts, so asking for both attacks once."""
+    return _attacked(model, x, eps, norm, y, attack_name, batch_size, cache, options)["x_adv"]
+
+
+def _attacked(model, x, eps, norm, y, attack_name, batch_size, cache, options) -> dict:
+    parts = [memo("attacks", key, lambda s=s, ys=ys, ps=ps: _verdicts(model, x[s], ys, ps, eps, norm, attack_name,
+                                                                        options),
+                  ("attacks",), cache=cache)
+             for s, ys, ps, key in _shards(model, x, eps, norm, y, attack_name, batch_size, options)]
+    return {f: torch.cat([p[f] for p in parts]).to(x.device) for f in ("robust", "x_adv")}
 
 
 def verdict_units(model: nn.Module, x: torch.Tensor, eps: float, norm: str = "Linf", y: torch.Tensor | None = None,
-                  attack_name: str = "autoattack", batch_size: int = 1000, **options) -> list:
+                  attack_name: str = "autoattack", batch_size: int = VERDICT_SHARD, **options) -> list:
     """The shards of ``robust_flags(model, x, eps, ...)`` whose verdicts are not cached, as units of
     :mod:`robustbook.executor` (one per shard of ``batch_size`` points)."""
     from .executor import Unit, portable

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import validate as check
 from ..abstain import SELECTORS
-from ..attacks import AUTOATTACK_SETTINGS
+from ..attacks import AUTOATTACK_SETTINGS, autoattack_setting
 from ..data import DATASET_INFO, SPLIT_SIZES
 from ..zoo import RECIPES, is_recipe
 from .estimate import Work, autoattack_runs, fab_runs, pgd_runs, sizes, training
@@ -21,6 +21,13 @@ POINTS = Param(list, "[train, validation, test] points of the fixed subsets of t
                       "chapters that share models use the same subsets", item=int, low=0, high=10**7, shrink=KEEP)
 AUTOATTACK = Param(str, "AutoAttack setting for the headline robust accuracies (robustbook.attacks.AUTOATTACK_SETTINGS)",
                    choices=tuple(AUTOATTACK_SETTINGS))
+# a size: the tests' shrunk runs keep the setting's attacks and target classes and cut only its iterations
+AUTOATTACK_ITERATIONS = Param(int, "iterations of each AutoAttack attack (Square: 50 queries per iteration); "
+                              "0 keeps the setting's own", low=0, high=100000, shrink=2)
+
+
+def _autoattack(p: dict):
+    return autoattack_setting(p["autoattack"], p["autoattack_iterations"])
 
 
 def _trained(p: dict, *names) -> int:
@@ -118,7 +125,7 @@ def _work_ch1(p: dict) -> list[Work]:
     z = sizes(p)
     return [training(z.cnn, z.train, p["epochs"], seeds=z.seeds, what="standard training"),
             training(z.cnn, z.train, p["epochs"], inner=p["train_steps"], seeds=z.seeds, what="PGD training"),
-            autoattack_runs(z.cnn, z.points, p["autoattack"], 2 * z.seeds),
+            autoattack_runs(z.cnn, z.points, _autoattack(p), 2 * z.seeds),
             pgd_runs(z.cnn, z.test, p["curve_steps"], seeds=2 * len(p["eps_grid"]), what="robustness curves"),
             fab_runs(z.cnn, p["margin_points"], 3, 50, 2, what="FAB margins (first seed)"),
             Work("linear models and their FAB margins", "mlp:1",
@@ -138,6 +145,7 @@ register(Chapter(
         "train_steps": Param(int, "PGD steps inside adversarial training", low=1, high=100, shrink=1),
         "curve_steps": Param(int, "PGD steps of the robustness curves", low=1, high=1000, shrink=2),
         "autoattack": AUTOATTACK,
+        "autoattack_iterations": AUTOATTACK_ITERATIONS,
         "eval_points": Param(int, "test points of the headline evaluation (a fixed random subset when fewer than "
                                   "the test split)", low=10, high=100000, shrink=10),
         "margin_points": Param(int, "test points whose input margin FAB estimates", low=2, high=100000, shrink=4),
@@ -146,17 +154,17 @@ register(Chapter(
     },
     profiles={
         "smoke": dict(dataset="digits", data_points=[0, 0, 0], width=8, epochs=2, eps=0.1, eps_grid=[0.0, 0.1], train_steps=2, curve_steps=3,
-                      autoattack="smoke", eval_points=540, margin_points=16, linear_epochs=20, seeds=[0, 1]),
+                      autoattack="smoke", autoattack_iterations=0, eval_points=540, margin_points=16, linear_epochs=20, seeds=[0, 1]),
         "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000], width=16, epochs=4,
                     eps=0.1, eps_grid=[0.0, 0.025, 0.05, 0.1, 0.15, 0.2], train_steps=3, curve_steps=20,
-                    autoattack="cpu", eval_points=400, margin_points=150, linear_epochs=300,
+                    autoattack="cpu", autoattack_iterations=0, eval_points=300, margin_points=150, linear_epochs=300,
                     seeds=[0, 1, 2]),
         "colab": dict(dataset="mnist", data_points=[0, 0, 0], width=32, epochs=5, eps=0.3, eps_grid=[0.0, 0.1, 0.2, 0.3, 0.4], train_steps=10,
-                      curve_steps=20, autoattack="standard", eval_points=1000, margin_points=500, linear_epochs=100,
+                      curve_steps=20, autoattack="standard", autoattack_iterations=0, eval_points=1000, margin_points=500, linear_epochs=100,
                       seeds=[0, 1, 2]),
         "paper": dict(dataset="cifar10", data_points=[0, 0, 0], width=64, epochs=60, eps=8 / 255,
                       eps_grid=[0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255], train_steps=10, curve_steps=50,
-                      autoattack="standard", eval_points=10000, margin_points=1000, linear_epochs=500, seeds=[0, 1, 2]),
+                      autoattack="standard", autoattack_iterations=0, eval_points=10000, margin_points=1000, linear_epochs=500, seeds=[0, 1, 2]),
     },
     check=_check_ch1,
     budget_seconds=180,
@@ -182,7 +190,7 @@ def _work_ch2(p: dict) -> list[Work]:
         elif m in ("standard", "spectral_norm"):
             out.append(training(name, z.train, p["epochs"], seeds=z.seeds, what=f"{m} training"))
         out.append(fab_runs(name, p["margin_points"], p["fab_targets"], p["fab_iterations"], z.seeds, f"FAB, {m}"))
-        out.append(autoattack_runs(name, p["margin_points"], p["autoattack"], z.seeds, f"AutoAttack, {m}"))
+        out.append(autoattack_runs(name, p["margin_points"], _autoattack(p), z.seeds, f"AutoAttack, {m}"))
     for m in p["repair_models"]:
         name = z.cnn if m in RECIPES else m
         out.append(fab_runs(name, p["pseudo_train_points"] + p["pseudo_val_points"], p["fab_targets"],
@@ -226,6 +234,7 @@ register(Chapter(
         "fab_targets": Param(int, "targeted FAB runs per point (nearest linearised boundaries)", low=1, high=99, shrink=1),
         "fab_iterations": Param(int, "FAB iterations per run", low=1, high=10000, shrink=5),
         "autoattack": AUTOATTACK,
+        "autoattack_iterations": AUTOATTACK_ITERATIONS,
         "pseudo_train_points": Param(int, "training points whose margins train the pseudo-margin", low=10, high=100000, shrink=10),
         "pseudo_val_points": Param(int, "validation points for its early stopping", low=10, high=100000, shrink=10),
         "pseudo_epochs": Param(int, "full-batch epochs of the pseudo-margin MLP", low=1, high=100000, shrink=2),
@@ -237,24 +246,24 @@ register(Chapter(
     profiles={
         "smoke": dict(dataset="digits", data_points=[0, 0, 0], models=["standard", "pgd", "mma", "rescaled"], repair_models=["rescaled"],
                       reference_model="pgd", norm="Linf", eps=0.1, width=8, epochs=2, train_steps=2, margin_points=40,
-                      fab_targets=1, fab_iterations=20, autoattack="smoke", pseudo_train_points=60, pseudo_val_points=40,
+                      fab_targets=1, fab_iterations=20, autoattack="smoke", autoattack_iterations=0, pseudo_train_points=60, pseudo_val_points=40,
                       pseudo_epochs=20, pseudo_lr=1e-3, subset_points=15, bootstrap=10, seeds=[0, 1]),
         "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000],
                     models=["standard", "pgd", "trades", "mma", "rescaled"],
                     repair_models=["rescaled"], reference_model="pgd", norm="Linf", eps=0.1, width=16, epochs=4,
-                    train_steps=3, margin_points=150, fab_targets=2, fab_iterations=50, autoattack="cpu",
+                    train_steps=3, margin_points=150, fab_targets=2, fab_iterations=50, autoattack="cpu", autoattack_iterations=0,
                     pseudo_train_points=300, pseudo_val_points=100, pseudo_epochs=500, pseudo_lr=1e-4, subset_points=80,
                     bootstrap=200, seeds=[0, 1, 2]),
         "colab": dict(dataset="cifar10", data_points=[0, 0, 0], models=["Ding2020MMA", "Addepalli2021Towards_RN18"],
                       repair_models=["Ding2020MMA"], reference_model="Addepalli2021Towards_RN18", norm="Linf",
                       eps=8 / 255, width=32, epochs=20, train_steps=5, margin_points=200, fab_targets=3, fab_iterations=50,
-                      autoattack="cpu", pseudo_train_points=300, pseudo_val_points=100, pseudo_epochs=500,
+                      autoattack="cpu", autoattack_iterations=0, pseudo_train_points=300, pseudo_val_points=100, pseudo_epochs=500,
                       pseudo_lr=1e-4, subset_points=80, bootstrap=200, seeds=[0]),
         "paper": dict(dataset="cifar10", data_points=[0, 0, 0], models=["Ding2020MMA", "Addepalli2021Towards_RN18", "Engstrom2019Robustness",
                                                  "Rice2020Overfitting", "Sehwag2021Proxy_R18"],
                       repair_models=["Ding2020MMA"], reference_model="Addepalli2021Towards_RN18", norm="Linf",
                       eps=8 / 255, width=32, epochs=20, train_steps=5, margin_points=1000, fab_targets=9,
-                      fab_iterations=100, autoattack="standard", pseudo_train_points=4000, pseudo_val_points=1000,
+                      fab_iterations=100, autoattack="standard", autoattack_iterations=0, pseudo_train_points=4000, pseudo_val_points=1000,
                       pseudo_epochs=500, pseudo_lr=1e-4, subset_points=500, bootstrap=200, seeds=[0]),
     },
     check=_check_ch2,
@@ -353,8 +362,8 @@ def _work_ch4(p: dict) -> list[Work]:
                             what="TRADES training"))
     out += [training(robust, z.train, p["era_epochs"], inner=10, extra=6, seeds=z.seeds * (1 + len(p["betas"])),
                      what="ERA fine-tuning (and the beta sweep)"),
-            autoattack_runs(core, z.points, p["autoattack"], z.seeds, "AutoAttack, core"),
-            autoattack_runs(robust, z.points, p["autoattack"], 2 * z.seeds + len(p["betas"]), "AutoAttack, robust and ERA"),
+            autoattack_runs(core, z.points, _autoattack(p), z.seeds, "AutoAttack, core"),
+            autoattack_runs(robust, z.points, _autoattack(p), 2 * z.seeds + len(p["betas"]), "AutoAttack, robust and ERA"),
             pgd_runs(robust, z.points, p["selector_steps"], p["selector_restarts"], z.seeds * (1 + 16), "selector"),
             pgd_runs(robust, z.points, p["e2e_steps"], 1, z.seeds * 4 * 2, "end-to-end attack")]
     return out
@@ -395,6 +404,7 @@ register(Chapter(
         "selector_steps": Param(int, "PGD steps of the empirical selector", low=1, high=10000, shrink=2),
         "selector_restarts": Param(int, "PGD restarts of the empirical selector", low=1, high=100, shrink=1),
         "autoattack": AUTOATTACK,
+        "autoattack_iterations": AUTOATTACK_ITERATIONS,
         "eval_points": Param(int, "test points of the headline evaluation (a fixed random subset when fewer than "
                                   "the test split)", low=10, high=100000, shrink=10),
         "e2e_steps": Param(int, "steps of the end-to-end attack on the composed model", low=1, high=10000, shrink=2),
@@ -404,22 +414,22 @@ register(Chapter(
         "smoke": dict(synthetic_epochs=2, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=5,
                       dataset="digits", data_points=[0, 0, 0], core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2,
                       eps=0.1, selector_eps=0.15, era_epochs=1, era_lr=1e-3, era_beta=1.0, betas=[0.5, 1.0],
-                      selector_steps=5, selector_restarts=1, autoattack="smoke", eval_points=540, e2e_steps=5, seeds=[0, 1]),
+                      selector_steps=5, selector_restarts=1, autoattack="smoke", autoattack_iterations=0, eval_points=540, e2e_steps=5, seeds=[0, 1]),
         "cpu": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
                     dataset="fashion_mnist", data_points=[8000, 500, 1000], core_model="standard", robust_model="trades",
                     width=16, epochs=4, train_steps=3, eps=0.1, selector_eps=0.15, era_epochs=2, era_lr=1e-3,
                     era_beta=1.0, betas=[0.1, 1.0, 5.0], selector_steps=20, selector_restarts=1,
-                    autoattack="cpu", eval_points=300, e2e_steps=20, seeds=[0, 1, 2]),
+                    autoattack="cpu", autoattack_iterations=0, eval_points=300, e2e_steps=20, seeds=[0, 1, 2]),
         "colab": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
                       dataset="mnist", data_points=[0, 0, 0], core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=10,
                       eps=0.1, selector_eps=0.15, era_epochs=2, era_lr=1e-3, era_beta=1.0, betas=[0.5, 1.0, 5.0],
-                      selector_steps=20, selector_restarts=1, autoattack="standard", eval_points=800, e2e_steps=20,
+                      selector_steps=20, selector_restarts=1, autoattack="standard", autoattack_iterations=0, eval_points=800, e2e_steps=20,
                       seeds=[0, 1, 2]),
         "paper": dict(synthetic_epochs=20, synthetic_eps=0.1, synthetic_beta=0.2, synthetic_eval_steps=100,
                       dataset="cifar10", data_points=[0, 0, 0], core_model="Standard", robust_model="Gowal2020Uncovering_28_10_extra",
                       width=32, epochs=30, train_steps=10, eps=1 / 255, selector_eps=2 / 255, era_epochs=50,
                       era_lr=1e-3, era_beta=1.0, betas=[0.1, 0.5, 1.0, 5.0], selector_steps=40, selector_restarts=1,
-                      autoattack="standard", eval_points=10000, e2e_steps=40, seeds=[0]),
+                      autoattack="standard", autoattack_iterations=0, eval_points=10000, e2e_steps=40, seeds=[0]),
     },
     check=_check_composition,
     budget_seconds=180,
@@ -515,7 +525,7 @@ def _work_ch6(p: dict) -> list[Work]:
             else Work("core", core, 0),
             training(robust, z.train, p["era_epochs"], inner=10, extra=6, seeds=z.seeds, what="ERA fine-tuning"),
             training(gloro, z.train, p["gloro_epochs"], seeds=z.seeds, what="GloRo training"),
-            autoattack_runs(robust, z.points, p["autoattack"], 3 * z.seeds, "AutoAttack"),
+            autoattack_runs(robust, z.points, _autoattack(p), 3 * z.seeds, "AutoAttack"),
             fab_runs(robust, p["margin_points"] + p["pseudo_train_points"] + 200, 3, 50, 2 * z.seeds, "FAB margins"),
             pgd_runs(robust, z.points, p["e2e_steps"], p["e2e_restarts"], z.seeds * pairs * 4 * 3, "end-to-end attacks"),
             pgd_runs(robust, z.points, p["selector_steps"], p["selector_restarts"], z.seeds * 2 * 17,
@@ -560,6 +570,7 @@ register(Chapter(
         "e2e_steps": Param(int, "steps of each end-to-end attack", low=1, high=10000, shrink=2),
         "e2e_restarts": Param(int, "restarts of each end-to-end attack", low=1, high=100, shrink=1),
         "autoattack": AUTOATTACK,
+        "autoattack_iterations": AUTOATTACK_ITERATIONS,
         "eval_points": Param(int, "test points of the headline evaluation (a fixed random subset when fewer than "
                                   "the test split)", low=10, high=100000, shrink=10),
         "margin_points": Param(int, "test points whose input margins measure the robust models' consistency",
@@ -575,24 +586,24 @@ register(Chapter(
         "smoke": dict(dataset="digits", data_points=[0, 0, 0], eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=8, epochs=2, train_steps=2, era_epochs=1,
                       era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=16, gloro_epochs=2, robust_models=["era", "gloro_local"],
                       selectors=list(SELECTORS), selector_steps=3, selector_restarts=1, e2e_steps=3, e2e_restarts=1,
-                      autoattack="smoke", eval_points=540, margin_points=30, synthetic_epochs=2, toy_epochs=3, pseudo_train_points=40,
+                      autoattack="smoke", autoattack_iterations=0, eval_points=540, margin_points=30, synthetic_epochs=2, toy_epochs=3, pseudo_train_points=40,
                       pseudo_epochs=10, seeds=[0, 1]),
         "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000], eps=0.1, selector_eps=0.15, core_model="standard",
                     robust_model="trades", width=16, epochs=4, train_steps=3, era_epochs=2,
                     era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=128, gloro_epochs=20, robust_models=["era", "gloro_local"],
                     selectors=list(SELECTORS), selector_steps=20, selector_restarts=1, e2e_steps=20, e2e_restarts=1,
-                    autoattack="cpu", eval_points=200, margin_points=100, synthetic_epochs=20, toy_epochs=60, pseudo_train_points=200,
+                    autoattack="cpu", autoattack_iterations=0, eval_points=200, margin_points=100, synthetic_epochs=20, toy_epochs=60, pseudo_train_points=200,
                     pseudo_epochs=500, seeds=[0, 1, 2]),
         "colab": dict(dataset="mnist", data_points=[0, 0, 0], eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=5, era_epochs=2,
                       era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=256, gloro_epochs=20, robust_models=["era", "gloro_local"],
                       selectors=list(SELECTORS), selector_steps=20, selector_restarts=1, e2e_steps=20, e2e_restarts=1,
-                      autoattack="standard", eval_points=1000, margin_points=300, synthetic_epochs=20, toy_epochs=60,
+                      autoattack="standard", autoattack_iterations=0, eval_points=1000, margin_points=300, synthetic_epochs=20, toy_epochs=60,
                       pseudo_train_points=600, pseudo_epochs=500, seeds=[0, 1, 2]),
         "paper": dict(dataset="cifar10", data_points=[0, 0, 0], eps=1 / 255, selector_eps=2 / 255, core_model="Standard",
                       robust_model="Gowal2020Uncovering_28_10_extra", width=32, epochs=30, train_steps=10,
                       era_epochs=50, era_lr=1e-3, era_beta=1.0, gloro_arch="6C2F", gloro_width=512, gloro_epochs=200,
                       robust_models=["era", "gloro_local"], selectors=list(SELECTORS), selector_steps=40,
-                      selector_restarts=1, e2e_steps=40, e2e_restarts=2, autoattack="standard", eval_points=10000, margin_points=1000,
+                      selector_restarts=1, e2e_steps=40, e2e_restarts=2, autoattack="standard", autoattack_iterations=0, eval_points=10000, margin_points=1000,
                       synthetic_epochs=20, toy_epochs=60, pseudo_train_points=4000, pseudo_epochs=500, seeds=[0]),
     },
     check=_check_ch6,

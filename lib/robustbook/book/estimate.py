@@ -23,11 +23,13 @@ from ..data import DATASET_INFO, SPLIT_SIZES
 
 T4_FLOPS = 8.1e12            # NVIDIA T4, FP32 peak (datasheet)
 UTILISATION = 0.35
-AA_PASSES = {  # forward-pass equivalents per attacked point (upper bound: every stage runs on every point)
-    "standard": 100 * 3 + 9 * 100 * 3 + 9 * 100 * 5 + 5000,
-    "cpu": 100 * 3 + 3 * 100 * 3,
-    "smoke": 10 * 3,
-}
+def aa_passes(setting) -> int:
+    """Forward-pass equivalents per attacked point of an AutoAttack setting (an upper bound: every stage runs on
+    every point; a gradient step counts 3 passes, a FAB step 5, a Square query 1)."""
+    attacks = ("apgd-ce", "apgd-t", "fab-t", "square") if setting.version == "standard" else setting.attacks
+    per = {"apgd-ce": 3 * setting.n_iter, "apgd-t": 3 * setting.n_iter * setting.target_classes,
+           "fab-t": 5 * setting.n_iter * setting.target_classes, "square": setting.square_queries}
+    return sum(per.get(a, 3 * setting.n_iter) for a in attacks)
 
 
 @dataclass
@@ -73,7 +75,8 @@ def fab_runs(model, points, targets, n_iter, seeds=1, what="FAB input margins") 
 
 
 def autoattack_runs(model, points, setting, seeds=1, what="AutoAttack") -> Work:
-    return Work(what, model, seeds * points * AA_PASSES[setting])
+    """``setting``: an :class:`robustbook.attacks.AutoAttackSetting`."""
+    return Work(what, model, seeds * points * aa_passes(setting))
 
 
 def pgd_runs(model, points, steps, restarts=1, seeds=1, what="PGD") -> Work:
