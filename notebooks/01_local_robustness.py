@@ -222,14 +222,15 @@ plt.show()
 # The **fast gradient sign method** (FGSM) takes one step of size $\varepsilon$ along the sign of the
 # loss gradient; **PGD** takes many smaller steps and projects back onto the ball and the data box
 # after each, from a random start, keeping the best point it visits. PGD is the stronger attack, so
-# its curve lies below FGSM's. The curves use the first seed's models.
+# its curve lies below FGSM's. The curves use the first seed's models, on the test points AutoAttack
+# judged above.
 
 # %%
 curve = pd.DataFrame(
     robustness_curve(
         models[P.seeds[0]],
-        data.x_test,
-        data.y_test,
+        x_eval,
+        y_eval,
         P.eps_grid,
         attacks=("fgsm", "pgd"),
         steps=P.curve_steps,

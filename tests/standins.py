@@ -78,19 +78,13 @@ def cifar10_1(root: Path, n: int, seed: int = 0) -> None:
     np.save(folder / "cifar10.1_v6_labels.npy", (np.arange(n) % 9).astype(np.int64))
 
 
-ALWAYS = 9     # the class every stand-in RobustBench model predicts; the stand-in CIFAR-10 labels are 0..8
-
-
 def robustbench(model_dir: Path, names, dataset: str = "cifar10", threat_model: str = "Linf") -> list[Path]:
-    """A checkpoint of each named RobustBench model's real architecture where RobustBench looks for it: random
-    weights, except that the last layer's bias makes the model answer class ``ALWAYS`` on every input.
-
-    Why: AutoAttack attacks only the points a model classifies correctly, and on a CPU its standard version on
-    one correctly classified point costs thousands of passes of a WRN-34-20 (many minutes). With every stand-in
-    point misclassified, the profiles' attack settings stay as they are and the runs take seconds; the attack
-    loops themselves are exercised by the smoke and cpu profiles. Existing files are kept (they are large)."""
-    from torch import nn
-
+    """A checkpoint of each named RobustBench model's real architecture where RobustBench looks for it, with the
+    random weights of its initialisation (seeded): its answers and logit margins vary with the input, as a real
+    model's do (a model that answered one class everywhere would tie every margin and leave Kendall's tau
+    undefined). The shrunk runs cut AutoAttack's iterations (``autoattack_iterations``), so attacking these models
+    takes seconds for the small ones; the WideResNets too large for a CPU are skipped there (``test_profiles``).
+    Existing files are kept (they are large)."""
     from robustbook.models import robustbench_architecture, robustbench_checkpoint
 
     written = []
@@ -100,10 +94,6 @@ def robustbench(model_dir: Path, names, dataset: str = "cifar10", threat_model: 
             torch.manual_seed(0)
             path.parent.mkdir(parents=True, exist_ok=True)
             model = robustbench_architecture(name, dataset, threat_model)
-            last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-            with torch.no_grad():
-                last.bias.zero_()
-                last.bias[ALWAYS] = 1000.0
             torch.save(model.state_dict(), path)
         written.append(path)
     return written

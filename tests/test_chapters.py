@@ -53,6 +53,18 @@ def test_every_chapter_declares_its_work_and_units():
             assert estimate.minutes(name, p)["minutes"] > 0 and estimate.units(name, p) >= 0, (name, profile)
 
 
+def test_autoattack_work_counts_each_stage_of_the_setting():
+    """Forward-pass equivalents per point: a gradient step is 3 passes, a FAB step 5, a Square query 1; fewer
+    iterations (the shrunk runs) count less."""
+    from robustbook.attacks import AUTOATTACK_SETTINGS, autoattack_setting
+    from robustbook.book.estimate import aa_passes
+
+    assert aa_passes(AUTOATTACK_SETTINGS["standard"]) == 100 * 3 + 9 * 100 * 3 + 9 * 100 * 5 + 5000
+    assert aa_passes(AUTOATTACK_SETTINGS["cpu"]) == 100 * 3 + 3 * 100 * 3
+    assert aa_passes(AUTOATTACK_SETTINGS["smoke"]) == 10 * 3
+    assert aa_passes(autoattack_setting("standard", 2)) == 2 * 3 + 9 * 2 * 3 + 9 * 2 * 5 + 100
+
+
 def test_cpu_profiles_have_at_least_three_seeds():
     for name in chapters():
         assert len(resolve(name, "cpu")["seeds"]) >= 3, name

@@ -18,36 +18,34 @@ pytestmark = pytest.mark.slow
 PROFILES = ("colab", "paper")
 
 
-def _robustbench_names():
-    """Every RobustBench model a colab or paper profile names (the names that are not zoo recipes)."""
+def _robustbench_names(runs):
+    """The RobustBench models the given (chapter, profile) runs name (the names that are not zoo recipes), per
+    dataset."""
     from robustbook.zoo import is_recipe
 
     names = {}
-    for chapter in chapters():
-        for profile in PROFILES:
-            p = resolve(chapter, profile)
-            if p.get("dataset") not in ("cifar10", "cifar100"):
-                continue
-            for key in ("models", "core_model", "robust_model"):
-                values = p.get(key)
-                for name in ([values] if isinstance(values, str) else values or []):
-                    if not is_recipe(name):
-                        names.setdefault(p["dataset"], set()).add(name)
+    for chapter, profile in runs:
+        p = resolve(chapter, profile)
+        if p.get("dataset") not in ("cifar10", "cifar100"):
+            continue
+        for key in ("models", "core_model", "robust_model"):
+            values = p.get(key)
+            for name in ([values] if isinstance(values, str) else values or []):
+                if not is_recipe(name):
+                    names.setdefault(p["dataset"], set()).add(name)
     return names
 
 
 @pytest.fixture(scope="session")
 def standin_world(tmp_path_factory):
-    """Data and checkpoints for every profile, written once per session."""
+    """Data for every profile, written once per session, and the folder each run's checkpoints go to."""
     data = tmp_path_factory.mktemp("standin-data")
     standins.idx(data / "MNIST" / "raw", 200, 60)
     standins.idx(data / "FashionMNIST" / "raw", 200, 60)
-    standins.cifar10(data, per_batch=40, n_test=60)
-    standins.cifar100(data, n_train=300, n_test=60)
+    standins.cifar10(data, per_batch=40, n_test=30)
+    standins.cifar100(data, n_train=300, n_test=30)
     standins.cifar10_1(data, 40)
     cache = tmp_path_factory.mktemp("standin-cache")
-    for dataset, names in _robustbench_names().items():
-        standins.robustbench(cache / "robustbench", sorted(names), dataset)
     return data, cache
 
 
@@ -95,15 +93,18 @@ def test_first_keeps_the_first_seed():
         assert get(name).params["seeds"].shrink == FIRST
 
 
-def _robustbench_in(name, profile):
-    from robustbook.zoo import is_recipe
+def _heavy_models(name, profile):
+    """The RobustBench models of a profile too large to run on a CPU in seconds, with their GFLOPs per forward pass:
+    even shrunk, ERA fine-tuning and the attacks run thousands of passes of each."""
+    from robustbook.book.estimate import forward_flops
 
-    p = resolve(name, profile)
-    names = [*p.get("models", []), p.get("core_model"), p.get("robust_model")]
-    return p.get("dataset") in ("cifar10", "cifar100") and any(n and not is_recipe(n) for n in names)
+    flops = {n: forward_flops(n, dataset) / 1e9
+             for dataset, names in _robustbench_names([(name, profile)]).items() for n in names}
+    return {n: g for n, g in flops.items() if g > CPU_GFLOPS}
 
 
 HEAVY = "ROBUSTBOOK_HEAVY_TESTS"
+CPU_GFLOPS = 5.0          # forward-pass GFLOPs above which a shrunk run of a RobustBench model takes minutes here
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -113,11 +114,14 @@ def test_chapter_runs_in_profile(name, profile, standin_world, tmp_path, monkeyp
 
     from robustbook.book.runner import run_chapter
 
-    if _robustbench_in(name, profile) and not torch.cuda.is_available() and os.environ.get(HEAVY) != "1":
-        pytest.skip("RobustBench WideResNets under AutoAttack's standard version and FAB take many minutes per "
-                    f"chapter on a CPU; run on a GPU or with {HEAVY}=1")
+    heavy = _heavy_models(name, profile)
+    if heavy and not torch.cuda.is_available() and os.environ.get(HEAVY) != "1":
+        listed = ", ".join(f"{n} ({g:.0f} GFLOPs per forward pass)" for n, g in sorted(heavy.items()))
+        pytest.skip(f"{listed}: even shrunk, this run takes many minutes on a CPU; run on a GPU or with {HEAVY}=1")
 
     data, cache = standin_world
+    for dataset, names in _robustbench_names([(name, profile)]).items():       # this run's checkpoints
+        standins.robustbench(cache / "robustbench", sorted(names), dataset)
     root = make_project(tmp_path)
     monkeypatch.setenv("ROBUSTBOOK_ROOT", str(root))
     monkeypatch.setenv("ROBUSTBOOK_DATA", str(data))
