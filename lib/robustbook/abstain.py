@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate as check
-from .attacks import (AUTOATTACK_SETTINGS, AutoAttackSetting, ascent_step, attacked_points, check_norm, pgd, predict_logits, project,
-                      random_start, robust_flags)
+from .attacks import (AUTOATTACK_SETTINGS, AutoAttackSetting, ascent_step, attacked_points, check_norm, pgd,
+                      predict_logits, project, random_start, robust_flags)
 from .certify import LOGIT_SLACK, GloroNet
 from .margins import logit_margin
 from .runtime import batches, caching_off, memo, model_device, model_fingerprint, tensor_fingerprint, timed
@@ -340,7 +340,8 @@ class ComposedAttack:
 
     steps: int                       # PGD steps of every surrogate route
     restarts: int                    # PGD restarts of every surrogate route
-    autoattack: str | AutoAttackSetting | None = None    # AutoAttack setting run on the core and on the robust model, judged end to end
+    autoattack: str | AutoAttackSetting | None = None   # AutoAttack run on the core and on the robust model, judged
+    #                                                     end to end
 
 
 def composed_attack(e2e_steps: int, e2e_restarts: int = 1, autoattack: str | AutoAttackSetting | None = None,
@@ -363,8 +364,8 @@ def composed_attack(e2e_steps: int, e2e_restarts: int = 1, autoattack: str | Aut
     if isinstance(autoattack, str):
         check.choice("autoattack", autoattack, AUTOATTACK_SETTINGS)
     elif autoattack is not None and not isinstance(autoattack, AutoAttackSetting):
-        raise check.InvalidArgument(f"autoattack must be a name of AUTOATTACK_SETTINGS ({', '.join(AUTOATTACK_SETTINGS)}),"
-                                    f" an AutoAttackSetting or None; got {autoattack!r}")
+        raise check.InvalidArgument(f"autoattack must be a name of AUTOATTACK_SETTINGS "
+                                    f"({', '.join(AUTOATTACK_SETTINGS)}), an AutoAttackSetting or None; got {autoattack!r}")
     return ComposedAttack(max(int(e2e_steps), int(selector_steps)), max(int(e2e_restarts), int(selector_restarts)),
                           autoattack)
 
@@ -379,7 +380,8 @@ def component_adversarials(model: nn.Module, x: torch.Tensor, eps: float, norm: 
 
 def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
                     steps: int = 50, restarts: int = 1, check_every: int = 1, seed: int = 0,
-                    hinge: float = 0.1, batch_size: int = 1024, autoattack: str | AutoAttackSetting | None = None) -> dict:
+                    hinge: float = 0.1, batch_size: int = 1024,
+                    autoattack: str | AutoAttackSetting | None = None) -> dict:
     """Attack the composed model as one classifier inside the eps-ball (and the box).
 
     Four PGD attacks follow surrogate objectives (fool the robust model; fool the core; push the
