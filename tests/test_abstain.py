@@ -176,3 +176,43 @@ def test_the_end_to_end_attack_breaks_what_autoattack_breaks_on_the_core(digits)
     assert strong["robust"].sum() <= weak["robust"].sum()
     assert sum(strong["broken_by"].values()) == int((~strong["robust"]).sum())   # each broken point counted once
     assert strong["broken_by"]["AutoAttack on the core model"] > 0
+
+
+def test_the_composed_model_routes_each_input_through_the_one_model_that_answers_it(digits):
+    core = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 16}, epochs=2, seed=1), digits)
+    robust = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 16}, epochs=2, seed=2), digits)
+    x = digits.x_test[:64]
+    half = abstain.logit_margin_selector(robust).fit(digits.x_val, 0.5)
+    composed = abstain.ComposedModel(core, robust, half)
+    chosen = half.select(x)
+    assert 0 < int(chosen.sum()) < len(x)
+    seen = []
+    hook = robust.register_forward_hook(lambda m, inputs, out: seen.append(len(inputs[0])))
+    xg = x.clone().requires_grad_(True)
+    logits = composed(xg)
+    hook.remove()
+    assert seen[-1] == int(chosen.sum())                     # the robust model saw only the inputs it answers
+    expected = torch.where(chosen[:, None], robust(x), core(x))
+    assert torch.allclose(logits, expected, atol=1e-6)
+    (grad,) = torch.autograd.grad(logits.sum(), xg)           # gradients still flow through the answering model
+    assert grad.abs().sum() > 0
+
+
+def test_the_end_to_end_attack_skips_broken_points_without_changing_a_verdict(digits):
+    """A route attacks only the points no earlier route broke: the verdicts are those of attacking each point on its
+    own (batch of one), and the PGD routes never see a point the clean input already breaks."""
+    core = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=3, seed=3), digits)
+    robust = rb.train(rb.TrainConfig(arch="mlp", arch_options={"width": 32}, epochs=3, seed=4), digits)
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    composed = abstain.ComposedModel(core, robust, abstain.logit_margin_selector(robust).fit(digits.x_val, 0.5))
+    clean_wrong = int((composed.predict(x) != y).sum())
+    assert clean_wrong > 0
+    grad_batches = []
+    hook = core.register_forward_hook(lambda m, inputs, out: grad_batches.append(len(inputs[0]))
+                                      if inputs[0].requires_grad else None)
+    together = abstain.attack_composed(composed, x, y, 0.05, steps=5)
+    hook.remove()
+    assert grad_batches and max(grad_batches) <= len(x) - clean_wrong
+    alone = [abstain.attack_composed(composed, x[i:i + 1], y[i:i + 1], 0.05, steps=5)["robust"] for i in range(len(x))]
+    assert torch.equal(together["robust"], torch.cat(alone))
+    assert sum(together["broken_by"].values()) == int((~together["robust"]).sum())

@@ -310,8 +310,11 @@ class ComposedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             chosen = self.selector.select(x).to(x.device)
-        core, robust = self.core(x), self.robust(x)
-        return torch.where(chosen[:, None], robust, core)
+        # each input goes through the one model that answers it (half the work of running both everywhere)
+        to_robust, to_core = torch.nonzero(chosen).flatten(), torch.nonzero(~chosen).flatten()
+        parts = [model(x[idx]) for model, idx in ((self.robust, to_robust), (self.core, to_core)) if len(idx)]
+        order = torch.cat([to_robust, to_core])
+        return torch.cat(parts)[torch.argsort(order)]
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -388,7 +391,8 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
     selector's score below 0 while fooling the core; keep it above 0 while fooling the robust
     model). Every ``check_every`` steps each iterate is judged by the REAL composed model — the
     real selector at the perturbed input — and a point counts as robust only if no candidate (nor
-    x itself) gets a wrong composed answer. For a non-differentiable selector the attacks follow its
+    x itself) gets a wrong composed answer; a point once broken stays broken, so each route attacks and judges only
+    the points no earlier route has broken. For a non-differentiable selector the attacks follow its
     surrogate (a transfer attack) and only the real selector decides. With ``autoattack`` (a key of
     ``AUTOATTACK_SETTINGS``), AutoAttack's points against the core alone and against the robust model
     alone are judged by the composed model too, so no route is weaker than the component's own headline
@@ -429,24 +433,29 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
                 for i in torch.nonzero(hit & ~broken[s]).flatten().tolist():
                     found_by[s.start + i] = name
                 broken[s] |= hit
-            for name, objective in _objectives(composed, yb, hinge).items():
+            for name in _objectives(composed, yb, hinge):
                 for r in range(restarts):
-                    x_adv = xb.clone() if r == 0 else random_start(xb, eps, norm, gen)
-                    candidates = []
+                    start = xb.clone() if r == 0 else random_start(xb, eps, norm, gen)   # drawn for the whole batch
+                    # a broken point stays broken: only the points no route has broken yet are attacked and judged
+                    live = torch.nonzero(~broken[s]).flatten()
+                    if not len(live):
+                        break
+                    x0, objective = xb[live.to(dev)], _objectives(composed, yb[live.to(dev)], hinge)[name]
+                    x_adv, candidates = start[live.to(dev)], []
                     for t in range(steps):
                         xa = x_adv.detach().requires_grad_(True)
                         with torch.enable_grad():
                             (grad,) = torch.autograd.grad(objective(xa).sum(), xa)
-                        x_adv = project(x_adv + ascent_step(grad, step_size, norm), xb, eps, norm).detach()
+                        x_adv = project(x_adv + ascent_step(grad, step_size, norm), x0, eps, norm).detach()
                         if (t + 1) % check_every == 0 or t == steps - 1:
                             candidates.append(x_adv)
-                    cand = torch.stack(candidates)                         # (c, n, ...)
+                    cand = torch.stack(candidates)                         # (c, live, ...)
                     pred = composed.predict(cand.flatten(0, 1)).view(len(candidates), -1)
                     judged += pred.numel()
-                    hit = (pred != yb[None]).any(0).cpu()
-                    for i in torch.nonzero(hit & ~broken[s]).flatten().tolist():
+                    hit = (pred != yb[live.to(dev)][None]).any(0).cpu()
+                    for i in live[hit].tolist():
                         found_by[s.start + i] = name
-                    broken[s] |= hit
+                    broken[s.start + live[hit]] = True
     broken_by = {name: found_by.count(name) for name in ("clean", *routes, *_objectives(composed, y[:1], hinge))}
     return {"robust": ~broken, "found_by": found_by, "broken_by": broken_by, "candidates_judged": judged}
 
