@@ -315,3 +315,26 @@ def test_the_soundness_attack_is_cached_per_net_and_relaxation(trained, digits, 
     assert attack_certificates(g, x, 0.3, steps=3, restarts=1) == first and not calls
     attack_certificates(as_relaxation(g, "rtk", K=2), x, 0.3, steps=3, restarts=1)
     assert len(calls) == 1
+
+
+def test_the_co_certification_map_of_a_100_class_head_is_drawn_without_10000_numbers():
+    import time
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robustbook import plots
+
+    for classes in (10, 100):
+        fig, ax = plt.subplots()
+        start = time.perf_counter()
+        plots.co_certification(torch.eye(classes), [f"c{i}" for i in range(classes)], ax=ax)
+        fig.canvas.draw()
+        seconds = time.perf_counter() - start
+        plt.close(fig)
+        if classes <= plots.ANNOTATE_MAX_CLASSES:
+            assert len(ax.texts) == classes * classes and len(ax.get_xticklabels()) == classes
+        else:
+            assert not ax.texts and not [t for t in ax.get_xticklabels() if t.get_text()]
+            assert seconds < 10, f"{seconds:.1f} s to draw a {classes}-class map"

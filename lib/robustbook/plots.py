@@ -205,12 +205,17 @@ def corruption_grid(image, corrupt_fn, names, severities):
     return fig
 
 
+ANNOTATE_MAX_CLASSES = 20     # heat maps of more classes are drawn without numbers and class names
+
+
 def co_certification(matrix, class_names: Sequence[str], title: str = "", ax=None):
     """Heat map of :meth:`robustbook.certify.Certificate.co_certification`: rows are true classes,
     columns the classes their certified sets hold."""
     ax = ax or plt.gca()
-    sns.heatmap(np.asarray(matrix), vmin=0, vmax=1, cmap="Blues", annot=True, fmt=".0%", annot_kws={"size": 7},
-                xticklabels=class_names, yticklabels=class_names, cbar=False, ax=ax)
+    few = len(class_names) <= ANNOTATE_MAX_CLASSES       # 100 classes: 10,000 unreadable numbers, a minute to draw
+    sns.heatmap(np.asarray(matrix), vmin=0, vmax=1, cmap="Blues", annot=few, fmt=".0%", annot_kws={"size": 7},
+                xticklabels=class_names if few else False, yticklabels=class_names if few else False,
+                cbar=not few, ax=ax)
     ax.set(xlabel="class in the certified set", ylabel="true class", title=title)
     ax.tick_params(axis="x", labelrotation=60)
     return ax
