@@ -125,6 +125,22 @@ def test_sharpness_vectorised_and_loop_agree(model, digits):
     assert ms.sharpness(model, x, y, magnitude_aware=True, steps=6) > 0
 
 
+def test_sharpness_draws_its_weight_noise_once_for_every_bisection_step(model, digits, monkeypatch):
+    """Common random numbers: one standard normal draw per parameter, rescaled at each step (drawing afresh at each
+    of 15 steps cost more than the forward passes for a large layer)."""
+    x, y = digits.x_train[:100], digits.y_train[:100]
+    real, calls = torch.randn, []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0] if args else kwargs.get("size"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "randn", counting)
+    first = ms.sharpness(model, x, y, steps=8, tol=0.0)          # tol 0: all 8 steps run
+    assert len(calls) == len(list(model.parameters()))
+    assert ms.sharpness(model, x, y, steps=8, tol=0.0) == first   # same seed, same draws, same answer
+
+
 def test_findings_state_signs_and_are_judged_by_them():
     for f in ms.FINDINGS:
         assert f.sign in (-1, 1) and f.why

@@ -120,18 +120,20 @@ def path_norm(model: nn.Module, input_shape) -> float:
 
 
 # --------------------------------------------------------------------------- sharpness
-def _noise(p: torch.Tensor, sigma: float, magnitude_aware: bool, samples: int, gen) -> torch.Tensor:
-    """Weight noise of Jiang et al.: N(0, sigma^2), or N(0, sigma^2 w^2 + eps^2) with eps = 1e-3 (magnitude-aware)."""
-    z = torch.randn((samples, *p.shape), generator=gen).to(p.device)
+def _noise(p: torch.Tensor, sigma: float, magnitude_aware: bool, samples: int, gen,
+           z: torch.Tensor | None = None) -> torch.Tensor:
+    """Weight noise of Jiang et al.: N(0, sigma^2), or N(0, sigma^2 w^2 + eps^2) with eps = 1e-3 (magnitude-aware).
+    ``z``: standard normal draws of shape (samples, *p.shape), drawn here unless given."""
+    z = (torch.randn((samples, *p.shape), generator=gen) if z is None else z).to(p.device)
     if magnitude_aware:
         return z * (sigma ** 2 * p[None] ** 2 + 1e-6).sqrt()
     return z * sigma
 
 
-def _accuracy_under_noise(model, params, x, y, sigma, magnitude_aware, samples, gen, vectorised: bool):
+def _accuracy_under_noise(model, params, x, y, sigma, magnitude_aware, samples, draws, vectorised: bool):
     from torch.func import functional_call, vmap
 
-    noisy = {name: p[None] + _noise(p, sigma, magnitude_aware, samples, gen) for name, p in params.items()}
+    noisy = {name: p[None] + _noise(p, sigma, magnitude_aware, samples, None, draws[name]) for name, p in params.items()}
     if vectorised:
         logits = vmap(lambda ps: functional_call(model, ps, (x,)))(noisy)         # (samples, N, C)
         return (logits.argmax(-1) == y[None]).double().mean().item()
@@ -147,7 +149,9 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, magnitude_awar
 
     sigma is the largest noise level at which Gaussian weight noise (see :func:`_noise`) lowers the
     training accuracy by ``target_drop`` (within ``tol``), each step averaging ``samples`` Monte-Carlo
-    perturbations. ``vectorised`` evaluates the samples at once with torch.func.vmap; on the CPU the
+    perturbations. The same ``samples`` draws serve every step, rescaled to its sigma (common random numbers:
+    the steps compare noise levels, not draws, and the noise is drawn once rather than at each of up to
+    ``steps`` steps, which cost more than the forward passes for a large layer). ``vectorised`` evaluates the samples at once with torch.func.vmap; on the CPU the
     plain loop over samples is faster for these small CNNs (benchmarks/sharpness.py measures both),
     so it is the default.
     """
@@ -156,12 +160,13 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, magnitude_awar
     x, y = x.to(dev), y.to(dev)
     params = {k: v.detach() for k, v in model.named_parameters()}
     gen = torch.Generator().manual_seed(seed)
+    draws = {k: torch.randn((samples, *p.shape), generator=gen) for k, p in params.items()}
     with torch.no_grad():
         base = (model(x).argmax(1) == y).double().mean().item()
         lo, hi = 0.0, upper
         for _ in range(steps):
             mid = (lo + hi) / 2
-            drop = base - _accuracy_under_noise(model, params, x, y, mid, magnitude_aware, samples, gen, vectorised)
+            drop = base - _accuracy_under_noise(model, params, x, y, mid, magnitude_aware, samples, draws, vectorised)
             if abs(drop - target_drop) <= tol:
                 lo = hi = mid
                 break
