@@ -133,7 +133,8 @@ def _noise(p: torch.Tensor, sigma: float, magnitude_aware: bool, samples: int, g
 def _accuracy_under_noise(model, params, x, y, sigma, magnitude_aware, samples, draws, vectorised: bool):
     from torch.func import functional_call, vmap
 
-    noisy = {name: p[None] + _noise(p, sigma, magnitude_aware, samples, None, draws[name]) for name, p in params.items()}
+    noisy = {name: p[None] + _noise(p, sigma, magnitude_aware, samples, None, draws[name])
+             for name, p in params.items()}
     if vectorised:
         logits = vmap(lambda ps: functional_call(model, ps, (x,)))(noisy)         # (samples, N, C)
         return (logits.argmax(-1) == y[None]).double().mean().item()
@@ -151,16 +152,16 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, magnitude_awar
     training accuracy by ``target_drop`` (within ``tol``), each step averaging ``samples`` Monte-Carlo
     perturbations. The same ``samples`` draws serve every step, rescaled to its sigma (common random numbers:
     the steps compare noise levels, not draws, and the noise is drawn once rather than at each of up to
-    ``steps`` steps, which cost more than the forward passes for a large layer). ``vectorised`` evaluates the samples at once with torch.func.vmap; on the CPU the
-    plain loop over samples is faster for these small CNNs (benchmarks/sharpness.py measures both),
-    so it is the default.
+    ``steps`` steps, which cost more than the forward passes for a large layer). ``vectorised`` evaluates
+    the samples at once with torch.func.vmap; on the CPU the plain loop over samples is faster for these
+    small CNNs (benchmarks/sharpness.py measures both), so it is the default.
     """
     model.eval()
     dev = model_device(model)
     x, y = x.to(dev), y.to(dev)
     params = {k: v.detach() for k, v in model.named_parameters()}
     gen = torch.Generator().manual_seed(seed)
-    draws = {k: torch.randn((samples, *p.shape), generator=gen) for k, p in params.items()}
+    draws = {k: torch.randn((samples, *p.shape), generator=gen).to(dev) for k, p in params.items()}
     with torch.no_grad():
         base = (model(x).argmax(1) == y).double().mean().item()
         lo, hi = 0.0, upper
