@@ -440,8 +440,10 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
                     live = torch.nonzero(~broken[s]).flatten()
                     if not len(live):
                         break
-                    x0, objective = xb[live.to(dev)], _objectives(composed, yb[live.to(dev)], hinge)[name]
-                    x_adv, candidates = start[live.to(dev)], []
+                    on_dev = live.to(dev)
+                    x0, y0 = xb[on_dev], yb[on_dev]
+                    objective = _objectives(composed, y0, hinge)[name]
+                    x_adv, candidates = start[on_dev], []
                     for t in range(steps):
                         xa = x_adv.detach().requires_grad_(True)
                         with torch.enable_grad():
@@ -452,7 +454,7 @@ def attack_composed(composed: ComposedModel, x: torch.Tensor, y: torch.Tensor, e
                     cand = torch.stack(candidates)                         # (c, live, ...)
                     pred = composed.predict(cand.flatten(0, 1)).view(len(candidates), -1)
                     judged += pred.numel()
-                    hit = (pred != yb[live.to(dev)][None]).any(0).cpu()
+                    hit = (pred != y0[None]).any(0).cpu()
                     for i in live[hit].tolist():
                         found_by[s.start + i] = name
                     broken[s.start + live[hit]] = True
