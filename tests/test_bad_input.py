@@ -58,6 +58,8 @@ API = [
      ["repair_models", "mma"]),
     ("subset too large", lambda: resolve(CH2, "cpu", {"subset_points": 500}), InvalidArgument, ["subset_points"]),
     ("fab targets = classes", lambda: resolve(CH2, "cpu", {"fab_targets": 10}), InvalidArgument, ["fab_targets"]),
+    ("chapter 6 fab targets = classes", lambda: resolve(CH6, "cpu", {"fab_targets": 10}), InvalidArgument,
+     ["fab_targets"]),
     ("selector below eps", lambda: resolve(CH4, "cpu", {"selector_eps": 0.05}), InvalidArgument, ["selector_eps"]),
     ("depth too deep", lambda: resolve(CH5, "cpu", {"depths": [1, 6]}), InvalidArgument, ["depths", "28x28"]),
     ("data points beyond the split", lambda: resolve(CH1, "cpu", {"data_points": [60000, 0, 0]}), InvalidArgument,

@@ -338,3 +338,28 @@ def test_the_co_certification_map_of_a_100_class_head_is_drawn_without_10000_num
         else:
             assert not ax.texts and not [t for t in ax.get_xticklabels() if t.get_text()]
             assert seconds < 10, f"{seconds:.1f} s to draw a {classes}-class map"
+
+
+def test_as_gloro_wraps_only_networks_it_can_bound():
+    """A GloRo net is itself; a plain CNN is wrapped (eval mode, same logits); a residual block or batch norm — as in
+    the paper profile's RobustBench WideResNets — gets None, never a wrapper that would claim a certificate."""
+    from robustbook.certify import as_gloro
+
+    cnn = build_model("cnn", (1, 8, 8), 10, width=4)
+    wrapped = as_gloro(cnn, 0.3)
+    x = torch.rand(3, 1, 8, 8)
+    assert isinstance(wrapped, GloroNet) and not wrapped.training and wrapped.eps == 0.3
+    assert torch.equal(wrapped(x), cnn.eval()(x))
+    assert as_gloro(wrapped, 0.5) is wrapped
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(1, 1, 3, padding=1), nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.head((x + self.conv(x)).flatten(1))
+
+    assert as_gloro(Residual(), 0.3) is None
+    assert as_gloro(nn.Sequential(nn.Flatten(), nn.BatchNorm1d(64), nn.Linear(64, 10)), 0.3) is None
+    assert as_gloro(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU()), 0.3) is None

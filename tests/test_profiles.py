@@ -74,7 +74,7 @@ def test_every_count_and_list_parameter_declares_how_it_shrinks():
             for key in changed:
                 assert get(name).params[key].shrink not in (None, KEEP), (name, key)
             for key in ("dataset", "autoattack", "gloro_arch", "groups", "models", "selectors", "robust_models",
-                        "core_model", "robust_model", "norm", "data_points"):
+                        "core_model", "robust_model", "norm"):
                 assert key not in changed, (name, profile, key)
 
 
@@ -135,6 +135,33 @@ def test_chapter_runs_in_profile(name, profile, standin_world, tmp_path, monkeyp
     claims = json.loads((root / "_build" / "results" / f"{name}.claims.json").read_text())
     assert all(c["verdict"] in ("holds", "does not hold", "within noise") for c in claims)
     assert os.environ["ROBUSTBOOK_UNVERIFIED_DATA"] == "1"
+
+
+def _every_robustbench_model():
+    names = _robustbench_names([(c, p) for c in chapters() for p in PROFILES])
+    return [(dataset, name) for dataset in sorted(names) for name in sorted(names[dataset])]
+
+
+@pytest.mark.parametrize("dataset, name", _every_robustbench_model())
+def test_every_robustbench_model_a_profile_names_loads_and_answers(dataset, name, standin_world, offline):
+    """The runs of the largest WideResNets skip on a CPU (above); their models still load here, through the
+    library's real RobustBench path from a checkpoint of their real architecture, and answer with logits and
+    input gradients, as every attack needs."""
+    import torch
+
+    from robustbook.data import DATASET_INFO
+    from robustbook.models import load_robustbench
+    from robustbook.runtime import device
+
+    cache = standin_world[1] / "robustbench"
+    standins.robustbench(cache, [name], dataset)
+    model = load_robustbench(name, dataset, "Linf", model_dir=cache)
+    classes, shape = DATASET_INFO[dataset]
+    x = torch.rand(2, *shape, device=device(), requires_grad=True)
+    logits = model(x)
+    assert logits.shape == (2, classes) and torch.isfinite(logits).all() and not model.training
+    logits.max(1).values.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_gpu_check_without_a_gpu_stops_at_once_saying_so(tmp_path):

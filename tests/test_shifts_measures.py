@@ -79,6 +79,19 @@ def test_performance_metrics_on_request(model, digits):
         ms.performance(model, digits.x_test, digits.y_test, 10, ("logloss",))
 
 
+def test_log_loss_equals_scikit_learns_including_clipped_and_certain_answers():
+    import torch.nn.functional as F
+    from sklearn.metrics import log_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(200, 10) * torch.tensor([1.0, 10.0, 100.0, 1000.0]).repeat(50)[:, None]   # up to p = 0 / 1
+    y = torch.randint(0, 10, (200,))
+    expected = log_loss(y.numpy(), F.softmax(logits.double(), 1).numpy(), labels=list(range(10)))
+    assert ms.log_loss(logits, y) == pytest.approx(expected, rel=1e-12)
+    certain = logits[3:4]                                                  # scale 1000: p = 1 in float64
+    assert ms.log_loss(certain, certain.argmax(1)) == pytest.approx(0.0, abs=1e-15)
+
+
 def test_path_norm_in_closed_form_and_through_a_spectral_norm():
     """Two layers: squared path norm = sum_k W2^2 relu(W1^2 1 + b1^2) + b2^2. A spectrally normalised copy counts the
     normalised weights (the plain net holding them gives the same number) and is left working afterwards."""

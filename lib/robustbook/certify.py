@@ -230,6 +230,20 @@ def relaxation_margins(y: torch.Tensor, pair_lipschitz: torch.Tensor, eps: float
     return m, order
 
 
+def as_gloro(model: nn.Module, eps: float) -> GloroNet | None:
+    """``model`` as a GloRo net certifying at L2 radius ``eps``: itself if it is one, else a :class:`GloroNet`
+    around it (eval mode) when every layer has a bound here, else None — a residual network (RobustBench's
+    WideResNets) or batch norm has no layer-wise bound in this module, so no certificate is claimed for it."""
+    if isinstance(model, GloroNet):
+        return model
+    if not isinstance(model, nn.Sequential) or not len(model) or not isinstance(model[-1], nn.Linear):
+        return None
+    try:
+        return GloroNet(model, eps=eps).eval()
+    except UnknownLayer:
+        return None
+
+
 class GloroNet(nn.Module):
     """A GloRo wrapper around an ``nn.Sequential`` whose last layer is ``nn.Linear``.
 

@@ -18,12 +18,17 @@ IMAGE_DATASETS = tuple(DATASET_INFO)
 SEEDS = Param(list, "training seeds: every headline number is measured once per seed", item=int, low=0,
               high=2**31 - 1, unique=True, shrink=FIRST)
 POINTS = Param(list, "[train, validation, test] points of the fixed subsets of the data (0: the whole split); "
-                      "chapters that share models use the same subsets", item=int, low=0, high=10**7, shrink=KEEP)
+                      "chapters that share models use the same subsets", item=int, low=0, high=10**7,
+               shrink=[20, 10, 10])   # a shrunk run still loads the whole files and takes its subsets
 AUTOATTACK = Param(str, "AutoAttack setting for the headline robust accuracies (robustbook.attacks.AUTOATTACK_SETTINGS)",
                    choices=tuple(AUTOATTACK_SETTINGS))
 # a size: the tests' shrunk runs keep the setting's attacks and target classes and cut only its iterations
 AUTOATTACK_ITERATIONS = Param(int, "iterations of each AutoAttack attack (Square: 50 queries per iteration); "
                               "0 keeps the setting's own", low=0, high=100000, shrink=2)
+
+
+FAB_TARGETS = Param(int, "targeted FAB runs per point (nearest linearised boundaries)", low=1, high=99, shrink=1)
+FAB_ITERATIONS = Param(int, "FAB iterations per run", low=1, high=10000, shrink=5)
 
 
 def _autoattack(p: dict):
@@ -209,11 +214,15 @@ def _check_ch2(p: dict) -> None:
         raise ParameterError(f"reference_model = {p['reference_model']!r} must be one of models: {', '.join(p['models'])}")
     if p["subset_points"] >= p["margin_points"]:
         raise ParameterError("subset_points must be smaller than margin_points (the rest is where the estimate is checked)")
+    _check_fab(p)
+    _eps_range(p)
+    _check_memory(p["dataset"], "cnn", "width", width=p["width"])
+
+
+def _check_fab(p: dict) -> None:
     if p["fab_targets"] >= DATASET_INFO[p["dataset"]][0]:
         raise ParameterError(f"fab_targets = {p['fab_targets']} must be below the number of classes of "
                              f"{p['dataset']} ({DATASET_INFO[p['dataset']][0]})")
-    _eps_range(p)
-    _check_memory(p["dataset"], "cnn", "width", width=p["width"])
 
 
 register(Chapter(
@@ -231,8 +240,8 @@ register(Chapter(
         "epochs": Param(int, "training epochs of the zoo's models", low=1, high=1000, shrink=1),
         "train_steps": Param(int, "PGD steps inside adversarial training", low=1, high=100, shrink=1),
         "margin_points": Param(int, "test points whose input margin FAB estimates", low=10, high=100000, shrink=10),
-        "fab_targets": Param(int, "targeted FAB runs per point (nearest linearised boundaries)", low=1, high=99, shrink=1),
-        "fab_iterations": Param(int, "FAB iterations per run", low=1, high=10000, shrink=5),
+        "fab_targets": FAB_TARGETS,
+        "fab_iterations": FAB_ITERATIONS,
         "autoattack": AUTOATTACK,
         "autoattack_iterations": AUTOATTACK_ITERATIONS,
         "pseudo_train_points": Param(int, "training points whose margins train the pseudo-margin", low=10, high=100000, shrink=10),
@@ -526,7 +535,8 @@ def _work_ch6(p: dict) -> list[Work]:
             training(robust, z.train, p["era_epochs"], inner=10, extra=6, seeds=z.seeds, what="ERA fine-tuning"),
             training(gloro, z.train, p["gloro_epochs"], seeds=z.seeds, what="GloRo training"),
             autoattack_runs(robust, z.points, _autoattack(p), 3 * z.seeds, "AutoAttack"),
-            fab_runs(robust, p["margin_points"] + p["pseudo_train_points"] + 200, 3, 50, 2 * z.seeds, "FAB margins"),
+            fab_runs(robust, p["margin_points"] + p["pseudo_train_points"] + 200, p["fab_targets"], p["fab_iterations"],
+                     2 * z.seeds, "FAB margins"),
             pgd_runs(robust, z.points, p["e2e_steps"], p["e2e_restarts"], z.seeds * pairs * 4 * 3, "end-to-end attacks"),
             pgd_runs(robust, z.points, p["selector_steps"], p["selector_restarts"], z.seeds * 2 * 17,
                      "empirical selector")]
@@ -541,6 +551,7 @@ def _check_ch6(p: dict) -> None:
         raise ParameterError(f"selectors: unknown {bad}; valid choices: {', '.join(SELECTORS)}")
     if p["dataset"] not in ("digits", "fashion_mnist", "mnist", "cifar10"):
         raise ParameterError(f"dataset {p['dataset']!r}: chapter 6 runs on digits, fashion_mnist, mnist or cifar10")
+    _check_fab(p)
     _check_composition(p)
 
 
@@ -580,6 +591,8 @@ register(Chapter(
         "pseudo_train_points": Param(int, "training points whose margins train the pseudo-margin selector", low=10,
                                      high=100000, shrink=10),
         "pseudo_epochs": Param(int, "epochs of the pseudo-margin MLP", low=1, high=100000, shrink=2),
+        "fab_targets": FAB_TARGETS,
+        "fab_iterations": FAB_ITERATIONS,
         "seeds": SEEDS,
     },
     profiles={
@@ -587,24 +600,24 @@ register(Chapter(
                       era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=16, gloro_epochs=2, robust_models=["era", "gloro_local"],
                       selectors=list(SELECTORS), selector_steps=3, selector_restarts=1, e2e_steps=3, e2e_restarts=1,
                       autoattack="smoke", autoattack_iterations=0, eval_points=540, margin_points=30, synthetic_epochs=2, toy_epochs=3, pseudo_train_points=40,
-                      pseudo_epochs=10, seeds=[0, 1]),
+                      pseudo_epochs=10, fab_targets=3, fab_iterations=50, seeds=[0, 1]),
         "cpu": dict(dataset="fashion_mnist", data_points=[8000, 500, 1000], eps=0.1, selector_eps=0.15, core_model="standard",
                     robust_model="trades", width=16, epochs=4, train_steps=3, era_epochs=2,
                     era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=128, gloro_epochs=20, robust_models=["era", "gloro_local"],
                     selectors=list(SELECTORS), selector_steps=20, selector_restarts=1, e2e_steps=20, e2e_restarts=1,
                     autoattack="cpu", autoattack_iterations=0, eval_points=200, margin_points=100, synthetic_epochs=20, toy_epochs=60, pseudo_train_points=200,
-                    pseudo_epochs=500, seeds=[0, 1, 2]),
+                    pseudo_epochs=500, fab_targets=3, fab_iterations=50, seeds=[0, 1, 2]),
         "colab": dict(dataset="mnist", data_points=[0, 0, 0], eps=0.1, selector_eps=0.15, core_model="standard", robust_model="trades", width=32, epochs=5, train_steps=5, era_epochs=2,
                       era_lr=1e-3, era_beta=1.0, gloro_arch="mlp", gloro_width=256, gloro_epochs=20, robust_models=["era", "gloro_local"],
                       selectors=list(SELECTORS), selector_steps=20, selector_restarts=1, e2e_steps=20, e2e_restarts=1,
                       autoattack="standard", autoattack_iterations=0, eval_points=1000, margin_points=300, synthetic_epochs=20, toy_epochs=60,
-                      pseudo_train_points=600, pseudo_epochs=500, seeds=[0, 1, 2]),
+                      pseudo_train_points=600, pseudo_epochs=500, fab_targets=3, fab_iterations=50, seeds=[0, 1, 2]),
         "paper": dict(dataset="cifar10", data_points=[0, 0, 0], eps=1 / 255, selector_eps=2 / 255, core_model="Standard",
                       robust_model="Gowal2020Uncovering_28_10_extra", width=32, epochs=30, train_steps=10,
                       era_epochs=50, era_lr=1e-3, era_beta=1.0, gloro_arch="6C2F", gloro_width=512, gloro_epochs=200,
                       robust_models=["era", "gloro_local"], selectors=list(SELECTORS), selector_steps=40,
                       selector_restarts=1, e2e_steps=40, e2e_restarts=2, autoattack="standard", autoattack_iterations=0, eval_points=10000, margin_points=1000,
-                      synthetic_epochs=20, toy_epochs=60, pseudo_train_points=4000, pseudo_epochs=500, seeds=[0]),
+                      synthetic_epochs=20, toy_epochs=60, pseudo_train_points=4000, pseudo_epochs=500, fab_targets=3, fab_iterations=50, seeds=[0]),
     },
     check=_check_ch6,
     budget_seconds=180,
