@@ -231,9 +231,9 @@ def relaxation_margins(y: torch.Tensor, pair_lipschitz: torch.Tensor, eps: float
 
 
 def as_gloro(model: nn.Module, eps: float) -> GloroNet | None:
-    """``model`` as a GloRo net certifying at L2 radius ``eps``: itself if it is one, else a :class:`GloroNet`
-    around it (eval mode) when every layer has a bound here, else None — a residual network (RobustBench's
-    WideResNets) or batch norm has no layer-wise bound in this module, so no certificate is claimed for it."""
+    """``model`` as a GloRo net certifying at L2 radius ``eps``: itself if it is one (with its own radius), else a
+    :class:`GloroNet` around it (eval mode) when every layer has a bound here, else None — a residual network
+    (RobustBench's WideResNets) or batch norm has no layer-wise bound in this module, so no certificate is claimed."""
     if isinstance(model, GloroNet):
         return model
     if not isinstance(model, nn.Sequential) or not len(model) or not isinstance(model[-1], nn.Linear):
