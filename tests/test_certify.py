@@ -363,3 +363,4 @@ def test_as_gloro_wraps_only_networks_it_can_bound():
     assert as_gloro(Residual(), 0.3) is None
     assert as_gloro(nn.Sequential(nn.Flatten(), nn.BatchNorm1d(64), nn.Linear(64, 10)), 0.3) is None
     assert as_gloro(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU()), 0.3) is None
+    assert as_gloro(nn.Sequential(), 0.3) is None

@@ -236,8 +236,6 @@ def as_gloro(model: nn.Module, eps: float) -> GloroNet | None:
     (RobustBench's WideResNets) or batch norm has no layer-wise bound in this module, so no certificate is claimed."""
     if isinstance(model, GloroNet):
         return model
-    if not isinstance(model, nn.Sequential) or not len(model) or not isinstance(model[-1], nn.Linear):
-        return None
     try:
         return GloroNet(model, eps=eps).eval()
     except UnknownLayer:
@@ -255,8 +253,8 @@ class GloroNet(nn.Module):
     def __init__(self, model: nn.Sequential, eps: float, relaxation: str = "local", K: int = 1,
                  groups: Sequence[Sequence[int]] | None = None, power_iters: int = 5):
         super().__init__()
-        if not isinstance(model, nn.Sequential) or not isinstance(model[-1], nn.Linear):
-            raise TypeError("GloroNet needs an nn.Sequential ending in nn.Linear")
+        if not isinstance(model, nn.Sequential) or not len(model) or not isinstance(model[-1], nn.Linear):
+            raise UnknownLayer("GloroNet needs an nn.Sequential ending in nn.Linear")     # a TypeError
         check.choice("relaxation", relaxation, RELAXATIONS)
         check.radius("eps", eps)
         self.model, self.eps, self.relaxation, self.power_iters = model, float(eps), relaxation, power_iters
